@@ -1,0 +1,280 @@
+//! The effective configuration: defaults, then one TOML file, then `MEMTRAY_*` environment variables.
+//!
+//! Owns where things live (config file, data dir, database) and every tunable the core reads.
+//! It does not watch the file: a change takes effect on the next start.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors while reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file exists but could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: toml::de::Error,
+    },
+    /// An environment variable holds a value of the wrong shape.
+    #[error("invalid value {value:?} for environment variable {name}: expected {expected}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// No home directory could be found to derive the default paths from.
+    #[error("no home directory: set MEMTRAY_DATA_DIR and MEMTRAY_CONFIG")]
+    NoHome,
+}
+
+/// How hard the commit that acknowledges a message is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every commit is fsynced: an acknowledged message survives power loss.
+    Full,
+    /// WAL without fsync per commit: survives a process crash, not a power loss.
+    Normal,
+}
+
+/// Everything memtray can be told. Field names are the TOML keys; each has a `MEMTRAY_<NAME>` override.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Loopback port of the intake API and inspector.
+    pub port: u16,
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// `full` (fsync each acknowledging commit) or `normal`.
+    pub durability: Durability,
+    /// Cap on the database size in bytes (0 = no cap). A full database answers 503 and stores nothing.
+    pub max_db_bytes: u64,
+    /// Processed messages (their rows, not their observations) are deleted after this many days.
+    pub retention_days: u32,
+    /// How long an idle session consumer waits for new messages before it exits.
+    pub linger_ms: u64,
+    /// Attempts before a message is `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; it doubles per attempt, capped at 5 minutes.
+    pub retry_backoff_ms: u64,
+    /// A message `processing` longer than this is reported as stuck.
+    pub stuck_after_secs: u64,
+    /// A provider call longer than this is abandoned and retried.
+    pub provider_timeout_secs: u64,
+    /// Global cap on concurrent provider calls.
+    pub max_concurrent_provider_calls: usize,
+    /// Which provider turns messages into memory (`local`).
+    pub provider: String,
+    /// Tools whose events are answered `skipped` and never stored.
+    pub skip_tools: Vec<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Fault injection for tests and demos: every provider call first sleeps this long.
+    pub fault_provider_delay_ms: u64,
+    /// Fault injection for tests and demos: observations of these tools always fail.
+    pub fault_fail_tools: Vec<String>,
+}
+
+/// The tools skipped by default: bookkeeping tools whose events carry no memory.
+pub const DEFAULT_SKIP_TOOLS: &[&str] =
+    &["ListMcpResourcesTool", "SlashCommand", "Skill", "TodoWrite", "AskUserQuestion"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 37777,
+            data_dir: PathBuf::new(),
+            durability: Durability::Full,
+            max_db_bytes: 0,
+            retention_days: 7,
+            linger_ms: 5_000,
+            max_attempts: 3,
+            retry_backoff_ms: 1_000,
+            stuck_after_secs: 300,
+            provider_timeout_secs: 120,
+            max_concurrent_provider_calls: 4,
+            provider: "local".into(),
+            skip_tools: DEFAULT_SKIP_TOOLS.iter().map(|s| s.to_string()).collect(),
+            max_body_bytes: 4 * 1024 * 1024,
+            fault_provider_delay_ms: 0,
+            fault_fail_tools: Vec::new(),
+        }
+    }
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paths {
+    /// The TOML file (it need not exist).
+    pub config_file: PathBuf,
+    /// The SQLite database.
+    pub database: PathBuf,
+    /// Where `memtray hook` and friends write their log lines.
+    pub state_dir: PathBuf,
+}
+
+impl Config {
+    /// Loads defaults, the config file and the process environment.
+    pub fn load() -> Result<(Config, Paths), ConfigError> {
+        Self::load_from(|name| std::env::var(name).ok())
+    }
+
+    /// Loads with an explicit environment lookup (tests pass a map).
+    pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<(Config, Paths), ConfigError> {
+        let dirs = directories::ProjectDirs::from("", "", "memtray");
+        let config_file = match env("MEMTRAY_CONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => dirs.as_ref().ok_or(ConfigError::NoHome)?.config_dir().join("config.toml"),
+        };
+        let mut config = Self::read_file(&config_file)?;
+        config.apply_env(&env)?;
+        if config.data_dir.as_os_str().is_empty() {
+            config.data_dir = dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir().to_path_buf();
+        }
+        let state_dir = match env("MEMTRAY_STATE_DIR") {
+            Some(p) => PathBuf::from(p),
+            None => dirs
+                .as_ref()
+                .and_then(|d| d.state_dir().map(Path::to_path_buf))
+                .unwrap_or_else(|| config.data_dir.join("log")),
+        };
+        let paths = Paths { database: config.data_dir.join("memtray.db"), config_file, state_dir };
+        Ok((config, paths))
+    }
+
+    fn read_file(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(
+            env: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            slot: &mut T,
+        ) -> Result<(), ConfigError> {
+            if let Some(value) = env(name) {
+                *slot = value.trim().parse().map_err(|_| ConfigError::Env {
+                    name,
+                    value,
+                    expected: "a whole number",
+                })?;
+            }
+            Ok(())
+        }
+        fn list(env: &impl Fn(&str) -> Option<String>, name: &str, slot: &mut Vec<String>) {
+            if let Some(value) = env(name) {
+                *slot = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            }
+        }
+        num(env, "MEMTRAY_PORT", &mut self.port)?;
+        if let Some(dir) = env("MEMTRAY_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(value) = env("MEMTRAY_DURABILITY") {
+            self.durability = match value.trim().to_ascii_lowercase().as_str() {
+                "full" => Durability::Full,
+                "normal" => Durability::Normal,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "MEMTRAY_DURABILITY",
+                        value,
+                        expected: "full or normal",
+                    });
+                }
+            };
+        }
+        num(env, "MEMTRAY_MAX_DB_BYTES", &mut self.max_db_bytes)?;
+        num(env, "MEMTRAY_RETENTION_DAYS", &mut self.retention_days)?;
+        num(env, "MEMTRAY_LINGER_MS", &mut self.linger_ms)?;
+        num(env, "MEMTRAY_MAX_ATTEMPTS", &mut self.max_attempts)?;
+        num(env, "MEMTRAY_RETRY_BACKOFF_MS", &mut self.retry_backoff_ms)?;
+        num(env, "MEMTRAY_STUCK_AFTER_SECS", &mut self.stuck_after_secs)?;
+        num(env, "MEMTRAY_PROVIDER_TIMEOUT_SECS", &mut self.provider_timeout_secs)?;
+        num(env, "MEMTRAY_MAX_CONCURRENT_PROVIDER_CALLS", &mut self.max_concurrent_provider_calls)?;
+        if let Some(p) = env("MEMTRAY_PROVIDER") {
+            self.provider = p;
+        }
+        list(env, "MEMTRAY_SKIP_TOOLS", &mut self.skip_tools);
+        num(env, "MEMTRAY_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
+        num(env, "MEMTRAY_FAULT_PROVIDER_DELAY_MS", &mut self.fault_provider_delay_ms)?;
+        list(env, "MEMTRAY_FAULT_FAIL_TOOLS", &mut self.fault_fail_tools);
+        Ok(())
+    }
+
+    /// The linger timeout as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+
+    /// The stuck threshold as a duration.
+    pub fn stuck_after(&self) -> Duration {
+        Duration::from_secs(self.stuck_after_secs)
+    }
+
+    /// A configuration for tests and embedding: defaults with the given data dir.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config { data_dir: data_dir.into(), ..Config::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut env: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.insert("MEMTRAY_CONFIG".into(), path.display().to_string());
+        env.entry("MEMTRAY_DATA_DIR".into()).or_insert_with(|| "/tmp/memtray-test".into());
+        Config::load_from(|k| env.get(k).cloned()).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let c = load("port = 4000\nlinger_ms = 10\n", &[("MEMTRAY_PORT", "5000")]).unwrap();
+        assert_eq!(c.port, 5000);
+        assert_eq!(c.linger_ms, 10);
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.durability, Durability::Full);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        let err = load("", &[("MEMTRAY_PORT", "lots")]).unwrap_err();
+        assert!(err.to_string().contains("MEMTRAY_PORT"), "{err}");
+        let err = load("prot = 1\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        let err = load("", &[("MEMTRAY_DURABILITY", "extreme")]).unwrap_err();
+        assert!(err.to_string().contains("full or normal"), "{err}");
+    }
+
+    #[test]
+    fn lists_split_on_commas() {
+        let c = load("", &[("MEMTRAY_SKIP_TOOLS", "A, B,,C")]).unwrap();
+        assert_eq!(c.skip_tools, ["A", "B", "C"]);
+    }
+}

@@ -1,0 +1,142 @@
+//! The schema, as an ordered list of migrations keyed on `PRAGMA user_version`.
+//!
+//! All pending migrations run in one `BEGIN IMMEDIATE` transaction, so a crash mid-way leaves the old
+//! schema intact; a file whose version is newer than this code is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// Each entry moves the schema one version up; never edit a shipped entry, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, prompts, the message queue, and the memory made from it.
+    r#"
+    CREATE TABLE sessions (
+        id               INTEGER PRIMARY KEY,
+        agent_session_id TEXT    NOT NULL UNIQUE,
+        project          TEXT    NOT NULL DEFAULT '',
+        status           TEXT    NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'completed')),
+        started_at       INTEGER NOT NULL,
+        ended_at         INTEGER,
+        prompt_counter   INTEGER NOT NULL DEFAULT 0,
+        current_prompt   TEXT,
+        -- 1 while the latest prompt was entirely private: its observations are skipped.
+        prompt_private   INTEGER NOT NULL DEFAULT 0,
+        last_activity_at INTEGER NOT NULL,
+        transcript_path  TEXT,
+        source           TEXT
+    );
+    CREATE INDEX sessions_status ON sessions (status);
+    CREATE INDEX sessions_activity ON sessions (last_activity_at);
+
+    CREATE TABLE user_prompts (
+        id              INTEGER PRIMARY KEY,
+        session_id      INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        prompt_number   INTEGER NOT NULL,
+        text            TEXT    NOT NULL,
+        idempotency_key TEXT    UNIQUE,
+        created_at      INTEGER NOT NULL,
+        UNIQUE (session_id, prompt_number)
+    );
+
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        session_id      INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        kind            TEXT    NOT NULL CHECK (kind IN ('observation', 'summarize')),
+        -- JSON; NULL once processed (the memory made from it is what is kept).
+        payload         TEXT,
+        status          TEXT    NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'processing', 'processed', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        prompt_number   INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT    UNIQUE,
+        created_at      INTEGER NOT NULL,
+        -- Not claimable before this time (retry backoff).
+        available_at    INTEGER NOT NULL,
+        claimed_at      INTEGER,
+        completed_at    INTEGER
+    );
+    -- Claiming a session's next message (a seek on status + session; entries end in the rowid, so they come
+    -- in queue order without a sort), counts by status, sessions with pending work, stuck detection.
+    CREATE INDEX messages_status ON messages (status, session_id);
+    -- "Processed in the last hour" and retention pruning.
+    CREATE INDEX messages_completed ON messages (completed_at) WHERE status = 'processed';
+
+    CREATE TABLE observations (
+        id             INTEGER PRIMARY KEY,
+        session_id     INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        message_id     INTEGER REFERENCES messages (id) ON DELETE SET NULL,
+        ordinal        INTEGER NOT NULL DEFAULT 0,
+        prompt_number  INTEGER NOT NULL,
+        tool_name      TEXT    NOT NULL,
+        type           TEXT    NOT NULL,
+        title          TEXT    NOT NULL,
+        subtitle       TEXT    NOT NULL DEFAULT '',
+        facts          TEXT    NOT NULL DEFAULT '[]',
+        files_read     TEXT    NOT NULL DEFAULT '[]',
+        files_modified TEXT    NOT NULL DEFAULT '[]',
+        created_at     INTEGER NOT NULL,
+        -- A message's memory is written once, whatever crashes and retries happen around it.
+        UNIQUE (message_id, ordinal)
+    );
+    CREATE INDEX observations_session ON observations (session_id, id);
+
+    CREATE TABLE summaries (
+        id            INTEGER PRIMARY KEY,
+        session_id    INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        message_id    INTEGER UNIQUE REFERENCES messages (id) ON DELETE SET NULL,
+        prompt_number INTEGER NOT NULL,
+        request       TEXT    NOT NULL,
+        investigated  TEXT    NOT NULL,
+        completed     TEXT    NOT NULL,
+        next_steps    TEXT    NOT NULL,
+        files_read    TEXT    NOT NULL DEFAULT '[]',
+        files_edited  TEXT    NOT NULL DEFAULT '[]',
+        created_at    INTEGER NOT NULL
+    );
+    CREATE INDEX summaries_session ON summaries (session_id, id);
+    "#,
+];
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`], or refuses a newer one.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION });
+    }
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op_and_claims_use_the_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", crate::store::messages::NEXT_PENDING_SQL))
+            .unwrap()
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("USING INDEX messages_status (status=? AND session_id=?)"), "{plan}");
+        assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "claiming must not scan or sort: {plan}");
+    }
+}

@@ -1,0 +1,244 @@
+//! SQL for sessions and their user prompts.
+//!
+//! A session is keyed by the agent's own session id; `ensure` creates it on first sight and is safe to call
+//! for every event. Prompts are numbered per session by the session's prompt counter.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::Result;
+
+/// A session row.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Session {
+    /// Row id (`sessionDbId` in the claude-mem API).
+    pub id: i64,
+    /// The agent's session id.
+    pub agent_session_id: String,
+    /// Project name.
+    pub project: String,
+    /// `active` or `completed`.
+    pub status: String,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+    /// When it was completed.
+    pub ended_at: Option<i64>,
+    /// Prompts so far.
+    pub prompt_counter: i64,
+    /// The latest prompt's text (`None` when it was private).
+    pub current_prompt: Option<String>,
+    /// True while the latest prompt was entirely private.
+    pub prompt_private: bool,
+    /// The last event seen.
+    pub last_activity_at: i64,
+}
+
+const SESSION_COLUMNS: &str = "id, agent_session_id, project, status, started_at, ended_at, prompt_counter, \
+     current_prompt, prompt_private, last_activity_at";
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: r.get(0)?,
+        agent_session_id: r.get(1)?,
+        project: r.get(2)?,
+        status: r.get(3)?,
+        started_at: r.get(4)?,
+        ended_at: r.get(5)?,
+        prompt_counter: r.get(6)?,
+        current_prompt: r.get(7)?,
+        prompt_private: r.get(8)?,
+        last_activity_at: r.get(9)?,
+    })
+}
+
+/// Finds a session by the agent's id.
+pub fn find(conn: &Connection, agent_session_id: &str) -> Result<Option<Session>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE agent_session_id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([agent_session_id], session_from_row).optional()?)
+}
+
+/// Finds a session by row id.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Session>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id], session_from_row).optional()?)
+}
+
+/// Returns the session, creating it when new (the bool says so). An existing session keeps its stored
+/// project unless it has none; a completed session seeing new activity becomes active again.
+pub fn ensure(conn: &Connection, agent_session_id: &str, project: &str, now: i64) -> Result<(Session, bool)> {
+    if let Some(mut session) = find(conn, agent_session_id)? {
+        conn.prepare_cached(
+            "UPDATE sessions SET project = CASE WHEN project = '' THEN ?2 ELSE project END,
+                 status = 'active', ended_at = NULL, last_activity_at = ?3
+             WHERE id = ?1",
+        )?
+        .execute(params![session.id, project, now])?;
+        if session.project.is_empty() {
+            session.project = project.to_string();
+        }
+        session.status = "active".into();
+        session.ended_at = None;
+        session.last_activity_at = now;
+        return Ok((session, false));
+    }
+    conn.prepare_cached(
+        "INSERT INTO sessions (agent_session_id, project, started_at, last_activity_at) VALUES (?1, ?2, ?3, ?3)",
+    )?
+    .execute(params![agent_session_id, project, now])?;
+    let session = get(conn, conn.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok((session, true))
+}
+
+/// What `record_prompt` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptRecorded {
+    /// The prompt's number within the session.
+    pub prompt_number: i64,
+    /// The same idempotency key was recorded before; nothing changed.
+    pub duplicate: bool,
+}
+
+/// Counts a new prompt: bumps the counter, makes it the current prompt, and stores its text. `text: None`
+/// marks an entirely private prompt: counted, nothing of it stored, its observations skipped.
+pub fn record_prompt(
+    conn: &Connection,
+    session_id: i64,
+    text: Option<&str>,
+    idempotency_key: Option<&str>,
+    now: i64,
+) -> Result<PromptRecorded> {
+    if let Some(key) = idempotency_key {
+        let seen: Option<i64> = conn
+            .prepare_cached("SELECT prompt_number FROM user_prompts WHERE idempotency_key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        if let Some(prompt_number) = seen {
+            return Ok(PromptRecorded { prompt_number, duplicate: true });
+        }
+    }
+    let prompt_number: i64 = conn
+        .prepare_cached(
+            "UPDATE sessions SET prompt_counter = prompt_counter + 1, current_prompt = ?2, prompt_private = ?3,
+                 last_activity_at = ?4
+             WHERE id = ?1 RETURNING prompt_counter",
+        )?
+        .query_row(params![session_id, text, text.is_none(), now], |r| r.get(0))?;
+    // A private prompt keeps a row with no text only when a key must be remembered.
+    if text.is_some() || idempotency_key.is_some() {
+        conn.prepare_cached(
+            "INSERT INTO user_prompts (session_id, prompt_number, text, idempotency_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![session_id, prompt_number, text.unwrap_or(""), idempotency_key, now])?;
+    }
+    Ok(PromptRecorded { prompt_number, duplicate: false })
+}
+
+/// Notes activity on a session (for "last activity" in the inspector).
+pub fn touch(conn: &Connection, session_id: i64, now: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?.execute(params![session_id, now])?;
+    Ok(())
+}
+
+/// Marks a session completed. Returns false when there is no such session or it was already completed.
+pub fn complete(conn: &Connection, session_id: i64, now: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET status = 'completed', ended_at = ?2, last_activity_at = ?2
+             WHERE id = ?1 AND status = 'active'",
+        )?
+        .execute(params![session_id, now])?;
+    Ok(n == 1)
+}
+
+/// Deletes a session with everything it owns. Returns false when there was none.
+pub fn delete(conn: &Connection, session_id: i64) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM sessions WHERE id = ?1", [session_id])? == 1)
+}
+
+/// A prompt row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prompt {
+    /// Number within the session.
+    pub prompt_number: i64,
+    /// Text after privacy stripping.
+    pub text: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// A session's prompts, in order.
+pub fn prompts(conn: &Connection, session_id: i64) -> Result<Vec<Prompt>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT prompt_number, text, created_at FROM user_prompts WHERE session_id = ?1 AND text != ''
+         ORDER BY prompt_number",
+    )?;
+    let rows = stmt
+        .query_map([session_id], |r| Ok(Prompt { prompt_number: r.get(0)?, text: r.get(1)?, created_at: r.get(2)? }))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Queue counts of one session, by status.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueueCounts {
+    /// Waiting.
+    pub pending: i64,
+    /// Claimed.
+    pub processing: i64,
+    /// Done.
+    pub processed: i64,
+    /// Given up.
+    pub failed: i64,
+}
+
+/// A session with its queue counts, for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionListItem {
+    /// The session.
+    #[serde(flatten)]
+    pub session: Session,
+    /// Its messages by status.
+    pub queue: QueueCounts,
+}
+
+/// How a listing is filtered and paged.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    /// Exact project name.
+    pub project: Option<String>,
+    /// `active` or `completed`.
+    pub status: Option<String>,
+    /// Rows per page.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// Lists sessions, most recently active first, with their queue counts.
+pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>, i64)> {
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM sessions WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR status = ?2)",
+        )?
+        .query_row(params![q.project, q.status], |r| r.get(0))?;
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS},
+            (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'pending'),
+            (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'processing'),
+            (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'processed'),
+            (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'failed')
+         FROM sessions s WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR status = ?2)
+         ORDER BY last_activity_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params![q.project, q.status, q.limit, q.offset], |r| {
+            Ok(SessionListItem {
+                session: session_from_row(r)?,
+                queue: QueueCounts { pending: r.get(10)?, processing: r.get(11)?, processed: r.get(12)?, failed: r.get(13)? },
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok((rows, total))
+}
