@@ -1,1 +1,74 @@
-//! todo
+//! The HTTP API on loopback: the claude-mem worker's intake endpoints (so its hooks work unchanged),
+//! memtray's own API for the inspector, and the `/stream` of server-sent events.
+//!
+//! Handlers translate HTTP to session-manager calls and back; they hold no state of their own. Every body is
+//! size-limited and every rejection answers in the API's JSON error format.
+
+mod claude_mem;
+pub mod error;
+mod inspector;
+mod stream;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::session::SessionManager;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The core.
+    pub manager: SessionManager,
+    /// Cancelled when the server stops, so open event streams end and graceful shutdown can finish.
+    pub stopping: CancellationToken,
+}
+
+/// The whole API.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/health", get(claude_mem::health))
+        .route("/api/readiness", get(claude_mem::readiness))
+        .route("/api/version", get(claude_mem::version))
+        .route("/api/processing-status", get(claude_mem::processing_status))
+        .route("/api/sessions/init", post(claude_mem::init))
+        .route("/api/sessions/observations", post(claude_mem::observation))
+        .route("/api/sessions/summarize", post(claude_mem::summarize))
+        .route("/api/sessions/complete", post(claude_mem::complete))
+        .route("/api/stats", get(inspector::stats))
+        .route("/api/sessions", get(inspector::sessions))
+        .route("/api/sessions/{id}", get(inspector::session).delete(inspector::delete_session))
+        .route("/api/queue", get(inspector::queue))
+        .route("/api/queue/retry-stuck", post(inspector::retry_stuck))
+        .route("/api/queue/{id}/retry", post(inspector::retry))
+        .route("/api/queue/{id}/abort", post(inspector::abort).delete(inspector::abort))
+        .route("/api/processing", post(inspector::set_processing))
+        .route("/api/observations", get(inspector::observations))
+        .route("/api/summaries", get(inspector::summaries))
+        .route("/stream", get(stream::stream))
+        .route("/api/queue/{id}", delete(inspector::abort))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The `Idempotency-Key` header, when present and usable.
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .map(String::from)
+}
+
+/// A project name from a working directory: its last component.
+pub fn project_from_cwd(cwd: &str) -> String {
+    std::path::Path::new(cwd.trim_end_matches('/'))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
