@@ -66,6 +66,18 @@ pub(super) async fn run(
     manager: SessionManager,
     session_id: i64,
     generation: u64,
+    wake: mpsc::Receiver<()>,
+    cancel: CancellationToken,
+) {
+    consume(manager.clone(), session_id, generation, wake, cancel).await;
+    // However it ended, this consumer no longer runs; a later one of the same session is left alone.
+    manager.forget(session_id, generation);
+}
+
+async fn consume(
+    manager: SessionManager,
+    session_id: i64,
+    generation: u64,
     mut wake: mpsc::Receiver<()>,
     cancel: CancellationToken,
 ) {
@@ -270,13 +282,7 @@ impl Consumer {
 
     /// After a summarize: this consumer is done. Work queued behind the summarize starts a new batch.
     async fn end_batch(&self, generation: u64) {
-        {
-            let mut consumers = self.manager.lock_consumers();
-            if consumers.live.get(&self.session_id).is_some_and(|s| s.generation == generation) {
-                consumers.live.remove(&self.session_id);
-            }
-        }
-        self.manager.inner.status_trigger.changed();
+        self.manager.forget(self.session_id, generation);
         let session_id = self.session_id;
         match self.manager.inner.store.read(move |c| messages::has_pending(c, session_id)).await {
             Ok(false) => {}

@@ -504,17 +504,30 @@ impl SessionManager {
         self.inner.status_trigger.changed();
     }
 
+    /// Removes a consumer's slot if it is still that consumer's (not a later one's).
+    fn forget(&self, session_id: i64, generation: u64) {
+        let removed = {
+            let mut consumers = self.lock_consumers();
+            let mine = consumers.live.get(&session_id).is_some_and(|s| s.generation == generation);
+            mine && consumers.live.remove(&session_id).is_some()
+        };
+        if removed {
+            self.inner.status_trigger.changed();
+        }
+    }
+
     /// A lingering consumer asks to exit. It may, unless a wake arrived meanwhile (then it goes on). Decided
     /// under the map lock, so a concurrent `wake` either reaches this consumer or starts a new one.
     fn retire(&self, session_id: i64, generation: u64, wake_rx: &mut mpsc::Receiver<()>) -> bool {
         let mut consumers = self.lock_consumers();
         let mine = consumers.live.get(&session_id).is_some_and(|s| s.generation == generation);
-        if mine {
-            if wake_rx.try_recv().is_ok() {
-                return false;
-            }
-            consumers.live.remove(&session_id);
+        if !mine {
+            return true;
         }
+        if wake_rx.try_recv().is_ok() {
+            return false;
+        }
+        consumers.live.remove(&session_id);
         drop(consumers);
         self.inner.status_trigger.changed();
         true

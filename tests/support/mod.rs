@@ -1,0 +1,182 @@
+//! Shared by the integration tests: the real `memtray` binary on an ephemeral loopback port with its own
+//! data dir, a small HTTP client, and read-only looks into the real SQLite file.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A `memtray serve` child process.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    /// Starts a server on a free port with its own data dir and the given extra environment.
+    pub fn start(env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = TestServer { dir, port: 0, env, child: None };
+        server.spawn();
+        server
+    }
+
+    /// Starts (again) on the port it had, or on a free one the first time.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut cmd = self.command("serve");
+        cmd.env("MEMTRAY_PORT", self.port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn memtray serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read ready line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no ready line from memtray serve, got {line:?}"));
+        self.port = port;
+        self.child = Some(child);
+    }
+
+    /// A `memtray` command with this server's data dir, config and environment.
+    pub fn command(&self, subcommand: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_memtray"));
+        cmd.arg(subcommand)
+            .env_remove("MEMTRAY_PORT")
+            .env("MEMTRAY_DATA_DIR", self.dir.path())
+            .env("MEMTRAY_CONFIG", self.dir.path().join("config.toml"))
+            .env("MEMTRAY_STATE_DIR", self.dir.path().join("state"))
+            .env("MEMTRAY_LOG", "warn")
+            .env("MEMTRAY_PORT", self.port.to_string());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        child.wait().expect("wait")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http().get(&self.url(path)).call().map(read).expect("GET")
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        http().post(&self.url(path)).send_json(body).map(read).expect("POST")
+    }
+
+    /// POSTs raw bytes with a content type (or none).
+    pub fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value, Option<String>) {
+        let mut request = http().post(&self.url(path));
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let mut response = request.send(body).expect("POST");
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_json().unwrap_or(Value::Null);
+        (status, body, retry_after)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("memtray.db")
+    }
+
+    /// One number from the real database file.
+    pub fn count(&self, sql: &str) -> i64 {
+        db_count(&self.database(), sql)
+    }
+
+    /// Waits until the server reports an empty queue, or panics after `limit`.
+    pub fn wait_idle(&self, limit: Duration) {
+        wait_for(limit, "the queue to drain", || {
+            let (_, stats) = self.get("/api/stats");
+            stats["queueDepth"] == 0 && stats["isProcessing"] == false
+        });
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal by name (`TERM`, `KILL`) with the system's `kill`, as a user would.
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} {pid} failed");
+}
+
+/// An HTTP agent that returns 4xx/5xx answers instead of erroring on them.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+pub fn db_count(path: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Polls `check` every 10 ms until it holds; panics with `what` after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A claude-mem observation body.
+pub fn observation(session: &str, tool_use_id: &str, tool: &str) -> Value {
+    serde_json::json!({
+        "claudeSessionId": session,
+        "tool_name": tool,
+        "tool_input": {"command": format!("echo {tool_use_id}")},
+        "tool_response": {"stdout": tool_use_id, "stderr": ""},
+        "cwd": "/home/dev/projects/ledger",
+        "tool_use_id": tool_use_id,
+    })
+}
