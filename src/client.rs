@@ -42,9 +42,10 @@ impl Client {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let port = self.port;
         let mut response = self.agent.get(&url).call().map_err(|e| match e {
-            ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
-                ClientError::NotRunning { port }
-            }
+            ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Timeout(_) => ClientError::NotRunning { port },
             source => ClientError::Unexpected { port, source },
         })?;
         response.body_mut().read_json().map_err(|source| ClientError::Unexpected { port, source })

@@ -159,8 +159,7 @@ impl Config {
 
     fn read_file(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source }),
+            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
         }
@@ -173,11 +172,8 @@ impl Config {
             slot: &mut T,
         ) -> Result<(), ConfigError> {
             if let Some(value) = env(name) {
-                *slot = value.trim().parse().map_err(|_| ConfigError::Env {
-                    name,
-                    value,
-                    expected: "a whole number",
-                })?;
+                *slot =
+                    value.trim().parse().map_err(|_| ConfigError::Env { name, value, expected: "a whole number" })?;
             }
             Ok(())
         }
@@ -195,11 +191,7 @@ impl Config {
                 "full" => Durability::Full,
                 "normal" => Durability::Normal,
                 _ => {
-                    return Err(ConfigError::Env {
-                        name: "MEMTRAY_DURABILITY",
-                        value,
-                        expected: "full or normal",
-                    });
+                    return Err(ConfigError::Env { name: "MEMTRAY_DURABILITY", value, expected: "full or normal" });
                 }
             };
         }
@@ -246,8 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, file).unwrap();
-        let mut env: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.insert("MEMTRAY_CONFIG".into(), path.display().to_string());
         env.entry("MEMTRAY_DATA_DIR".into()).or_insert_with(|| "/tmp/memtray-test".into());
         Config::load_from(|k| env.get(k).cloned()).map(|(c, _)| c)

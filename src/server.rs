@@ -85,7 +85,8 @@ impl Server {
         let manager = SessionManager::start(store, provider, Settings::from(config)).await?;
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let app = intake::router(AppState { manager: manager.clone(), stopping: stopping.clone() }, config.max_body_bytes);
+        let app =
+            intake::router(AppState { manager: manager.clone(), stopping: stopping.clone() }, config.max_body_bytes);
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
         tracker.spawn(async move {
             if let Err(e) = serve.await {

@@ -20,7 +20,9 @@ fn bad_input_gets_a_json_error_and_changes_nothing() {
         "claudeSessionId": "s1", "tool_name": "Bash", "tool_response": {"stdout": "x".repeat(4096)}
     }))
     .unwrap();
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (what, content type, body, status, error code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("no content type", None, valid.clone(), 415, "unsupported_media_type"),
         ("text/plain", Some("text/plain"), valid.clone(), 415, "unsupported_media_type"),
         ("broken JSON", Some("application/json"), b"{\"claudeSessionId\": ".to_vec(), 400, "invalid_json"),
@@ -33,7 +35,13 @@ fn bad_input_gets_a_json_error_and_changes_nothing() {
             422,
             "invalid_fields",
         ),
-        ("empty session id", Some("application/json"), br#"{"claudeSessionId":" ","tool_name":"Bash"}"#.to_vec(), 422, "invalid_fields"),
+        (
+            "empty session id",
+            Some("application/json"),
+            br#"{"claudeSessionId":" ","tool_name":"Bash"}"#.to_vec(),
+            422,
+            "invalid_fields",
+        ),
         ("over the body limit", Some("application/json"), big, 413, "body_too_large"),
     ];
     for (name, content_type, body, status, code) in cases {
@@ -60,7 +68,8 @@ fn private_content_never_reaches_the_database() {
     );
     assert_eq!((init["promptNumber"].as_i64(), init["skipped"].as_bool()), (Some(1), Some(false)), "{init}");
     let mut obs = observation("p1", "t1", "Bash");
-    obs["tool_input"] = json!({"command": "curl -H 'auth: <private>sk-123</private>' x", "note": "<private>unclosed sk-123"});
+    obs["tool_input"] =
+        json!({"command": "curl -H 'auth: <private>sk-123</private>' x", "note": "<private>unclosed sk-123"});
     obs["tool_response"] = json!({"stdout": "ok <private>sk-123</private>"});
     assert_eq!(server.post("/api/sessions/observations", &obs).1["status"], "queued");
     // An entirely private prompt: counted, nothing stored, and its tool uses skipped.
@@ -108,7 +117,10 @@ fn skip_listed_tools_are_answered_and_not_stored() {
     let server = TestServer::start(&[("MEMTRAY_SKIP_TOOLS", "TodoWrite,Secret")]);
     for tool in ["TodoWrite", "Secret"] {
         let (status, answer) = server.post("/api/sessions/observations", &observation("s", tool, tool));
-        assert_eq!((status, answer["status"].as_str(), answer["reason"].as_str()), (200, Some("skipped"), Some("skip_tool")));
+        assert_eq!(
+            (status, answer["status"].as_str(), answer["reason"].as_str()),
+            (200, Some("skipped"), Some("skip_tool"))
+        );
     }
     assert_eq!(server.count(STORED), 0);
     assert_eq!(server.post("/api/sessions/observations", &observation("s", "x", "Read")).1["status"], "queued");
@@ -152,7 +164,11 @@ fn the_same_event_delivered_three_times_concurrently_is_stored_once() {
     body.as_object_mut().unwrap().remove("tool_use_id");
     let statuses: Vec<String> = (0..3)
         .map(|_| {
-            let mut r = agent.post(&server.url("/api/sessions/observations")).header("Idempotency-Key", "evt-42").send_json(&body).unwrap();
+            let mut r = agent
+                .post(&server.url("/api/sessions/observations"))
+                .header("Idempotency-Key", "evt-42")
+                .send_json(&body)
+                .unwrap();
             r.body_mut().read_json::<Value>().unwrap()["status"].as_str().unwrap().to_string()
         })
         .collect();
@@ -163,14 +179,18 @@ fn the_same_event_delivered_three_times_concurrently_is_stored_once() {
 
 #[test]
 fn a_full_database_answers_503_and_acknowledges_nothing() {
-    let server = TestServer::start(&[("MEMTRAY_MAX_DB_BYTES", "262144"), ("MEMTRAY_FAULT_PROVIDER_DELAY_MS", "100000")]);
+    let server =
+        TestServer::start(&[("MEMTRAY_MAX_DB_BYTES", "262144"), ("MEMTRAY_FAULT_PROVIDER_DELAY_MS", "100000")]);
     let mut acknowledged = Vec::new();
     let mut refused = None;
     for i in 0..400 {
         let mut body = observation("full", &format!("t{i}"), "Bash");
         body["tool_response"] = json!({"stdout": format!("{i:04}").repeat(1000)});
-        let (status, answer, retry_after) =
-            server.post_raw("/api/sessions/observations", Some("application/json"), &serde_json::to_vec(&body).unwrap());
+        let (status, answer, retry_after) = server.post_raw(
+            "/api/sessions/observations",
+            Some("application/json"),
+            &serde_json::to_vec(&body).unwrap(),
+        );
         match status {
             200 => acknowledged.push(format!("t{i}")),
             503 => {
@@ -201,10 +221,10 @@ fn the_event_stream_reports_queueing_and_memory() {
         let reader = BufReader::new(response.into_body().into_reader());
         for line in reader.lines() {
             let Ok(line) = line else { break };
-            if let Some(name) = line.strip_prefix("event: ") {
-                if tx.send(name.to_string()).is_err() {
-                    break;
-                }
+            if let Some(name) = line.strip_prefix("event: ")
+                && tx.send(name.to_string()).is_err()
+            {
+                break;
             }
         }
     });
@@ -217,7 +237,9 @@ fn the_event_stream_reports_queueing_and_memory() {
         while let Ok(name) = rx.try_recv() {
             seen.push(name);
         }
-        ["session_started", "observation_queued", "new_observation", "new_summary"].iter().all(|e| seen.iter().any(|s| s == e))
+        ["session_started", "observation_queued", "new_observation", "new_summary"]
+            .iter()
+            .all(|e| seen.iter().any(|s| s == e))
     });
     assert!(seen.iter().any(|s| s == "processing_status"));
 }

@@ -176,10 +176,8 @@ async fn a_lingering_consumer_takes_new_work_at_once() {
     let before = h.manager.live_consumers();
     let t = Instant::now();
     queue(&h.manager, "a", "a2", "Bash").await;
-    eventually(Duration::from_secs(5), "the second observation", async || {
-        h.provider.calls.lock().unwrap().len() == 2
-    })
-    .await;
+    eventually(Duration::from_secs(5), "the second observation", async || h.provider.calls.lock().unwrap().len() == 2)
+        .await;
     assert!(t.elapsed() < Duration::from_secs(1), "woken, not polled: {:?}", t.elapsed());
     assert_eq!(h.manager.live_consumers(), before, "the same consumer took it");
 }

@@ -15,11 +15,17 @@ use crate::session::Queued;
 
 fn session_id(id: &str) -> Result<&str, ApiError> {
     let id = id.trim();
-    if id.is_empty() || id.len() > 256 { Err(ApiError::Invalid("claudeSessionId must be 1 to 256 characters")) } else { Ok(id) }
+    if id.is_empty() || id.len() > 256 {
+        Err(ApiError::Invalid("claudeSessionId must be 1 to 256 characters"))
+    } else {
+        Ok(id)
+    }
 }
 
 pub(super) async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "service": "memtray", "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }))
+    Json(
+        json!({ "status": "ok", "service": "memtray", "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
+    )
 }
 
 pub(super) async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
@@ -90,7 +96,9 @@ pub(super) struct ObservationBody {
 /// Hooks sometimes send JSON as a string; store the structure, not the quoting.
 fn unstringify(value: Value) -> Value {
     match value {
-        Value::String(s) if s.trim_start().starts_with(['{', '[']) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
         other => other,
     }
 }

@@ -50,9 +50,11 @@ impl ApiError {
             }
             ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", message.to_string()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
-            ApiError::Session(SessionError::ShuttingDown) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "memtray is shutting down; nothing was stored".into())
-            }
+            ApiError::Session(SessionError::ShuttingDown) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "memtray is shutting down; nothing was stored".into(),
+            ),
             ApiError::Session(SessionError::Store(e)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

@@ -52,7 +52,12 @@ pub(super) async fn sessions(State(state): State<AppState>, Query(page): Query<P
     if page.status.as_deref().is_some_and(|s| s != "active" && s != "completed") {
         return Err(ApiError::Invalid("status must be active or completed"));
     }
-    let query = SessionQuery { project: page.project(), status: page.status.clone(), limit: page.limit(), offset: page.offset() };
+    let query = SessionQuery {
+        project: page.project(),
+        status: page.status.clone(),
+        limit: page.limit(),
+        offset: page.offset(),
+    };
     let (items, total) = state.manager.store().read(move |c| sessions::list(c, &query)).await?;
     Ok(Json(json!({ "sessions": items, "total": total, "limit": page.limit(), "offset": page.offset() })))
 }
@@ -77,7 +82,10 @@ pub(super) async fn session(State(state): State<AppState>, Path(id): Path<i64>) 
     detail.map(Json).ok_or(ApiError::NotFound("session"))
 }
 
-pub(super) async fn delete_session(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn delete_session(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
     if state.manager.delete_session(id).await? {
         Ok(Json(json!({ "status": "deleted" })))
     } else {
@@ -133,22 +141,25 @@ pub(super) struct Processing {
     paused: bool,
 }
 
-pub(super) async fn set_processing(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<Processing>,
-) -> Json<Value> {
+pub(super) async fn set_processing(State(state): State<AppState>, ApiJson(body): ApiJson<Processing>) -> Json<Value> {
     state.manager.set_paused(body.paused);
     Json(json!({ "paused": body.paused }))
 }
 
-pub(super) async fn observations(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn observations(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let (project, limit, offset) = (page.project(), page.limit(), page.offset());
     let (items, total) =
         state.manager.store().read(move |c| memories::page_observations(c, project.as_deref(), limit, offset)).await?;
     Ok(Json(json!({ "items": items, "total": total, "limit": limit, "offset": offset })))
 }
 
-pub(super) async fn summaries(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn summaries(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let (project, limit, offset) = (page.project(), page.limit(), page.offset());
     let (items, total) =
         state.manager.store().read(move |c| memories::page_summaries(c, project.as_deref(), limit, offset)).await?;

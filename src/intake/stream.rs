@@ -14,14 +14,14 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use super::AppState;
 
 pub(super) async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let status = WatchStream::new(state.manager.status()).map(|status| {
-        SseEvent::default().event("processing_status").json_data(status).expect("status serializes")
-    });
+    let status = WatchStream::new(state.manager.status())
+        .map(|status| SseEvent::default().event("processing_status").json_data(status).expect("status serializes"));
     let events = BroadcastStream::new(state.manager.events().subscribe()).filter_map(|event| {
         let event = event.ok()?;
         Some(SseEvent::default().event(event.name()).json_data(&event).expect("events serialize"))
     });
     let stopping = state.stopping.clone();
-    let merged = futures_util::StreamExt::take_until(status.merge(events).map(Ok), async move { stopping.cancelled().await });
+    let merged =
+        futures_util::StreamExt::take_until(status.merge(events).map(Ok), async move { stopping.cancelled().await });
     Sse::new(merged).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -44,7 +44,7 @@ impl Provider for Faults {
 
     async fn observe(&self, ctx: &SessionContext, tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
         tokio::time::sleep(self.delay).await;
-        if self.fail_tools.iter().any(|t| *t == tool.tool_name) {
+        if self.fail_tools.contains(&tool.tool_name) {
             return Err(ProviderError::Retry(Box::new(InjectedFault(tool.tool_name.clone()))));
         }
         self.inner.observe(ctx, tool).await

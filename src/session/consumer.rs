@@ -355,8 +355,15 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
     let applied = match outcome {
         Outcome::Observed(observations) => {
             if messages::complete(c, message_id, attempt, now)? {
-                let ids =
-                    memories::insert_observations(c, session_id, message_id, prompt_number, &tool_name, &observations, now)?;
+                let ids = memories::insert_observations(
+                    c,
+                    session_id,
+                    message_id,
+                    prompt_number,
+                    &tool_name,
+                    &observations,
+                    now,
+                )?;
                 Applied::Observations(ids, observations)
             } else {
                 Applied::Stale
@@ -364,7 +371,10 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
         }
         Outcome::Summarized(summary) => {
             if messages::complete(c, message_id, attempt, now)? {
-                Applied::Summary(memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?, summary)
+                Applied::Summary(
+                    memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?,
+                    summary,
+                )
             } else {
                 Applied::Stale
             }

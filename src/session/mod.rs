@@ -274,7 +274,9 @@ impl SessionManager {
                 let now = now_ms();
                 let (session, created) = sessions::ensure(c, &agent, &project, now)?;
                 let recorded = match &prompt {
-                    Some(text) => Some(sessions::record_prompt(c, session.id, text.as_deref(), idempotency_key.as_deref(), now)?),
+                    Some(text) => {
+                        Some(sessions::record_prompt(c, session.id, text.as_deref(), idempotency_key.as_deref(), now)?)
+                    }
                     None => None,
                 };
                 Ok((session, created, recorded))
@@ -327,7 +329,8 @@ impl SessionManager {
         self.accepting()?;
         request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
         request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
-        let queued = self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
+        let queued =
+            self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
         if let Queued::New { session_id, message_id } = queued {
             self.inner.events.publish(Event::QueueChanged {
                 session_id,
@@ -363,10 +366,11 @@ impl SessionManager {
                 if skip_if_private && session.prompt_private {
                     return Ok((Queued::Skipped(SkipReason::PrivatePrompt), None));
                 }
-                let queued = match messages::enqueue(c, session.id, &payload, session.prompt_counter, key.as_deref(), now)? {
-                    messages::Enqueued::New(message_id) => Queued::New { session_id: session.id, message_id },
-                    messages::Enqueued::Duplicate => Queued::Duplicate,
-                };
+                let queued =
+                    match messages::enqueue(c, session.id, &payload, session.prompt_counter, key.as_deref(), now)? {
+                        messages::Enqueued::New(message_id) => Queued::New { session_id: session.id, message_id },
+                        messages::Enqueued::Duplicate => Queued::Duplicate,
+                    };
                 Ok((queued, created.then_some(session)))
             })
             .await?;
@@ -498,7 +502,8 @@ impl SessionManager {
         consumers.next_generation += 1;
         let (wake, wake_rx) = mpsc::channel(1);
         let cancel = self.inner.shutdown.child_token();
-        let handle = self.inner.tracker.spawn(consumer::run(self.clone(), session_id, generation, wake_rx, cancel.clone()));
+        let handle =
+            self.inner.tracker.spawn(consumer::run(self.clone(), session_id, generation, wake_rx, cancel.clone()));
         consumers.live.insert(session_id, Slot { wake, generation, cancel, handle });
         drop(consumers);
         self.inner.status_trigger.changed();

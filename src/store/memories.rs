@@ -143,13 +143,19 @@ pub fn summaries_of(conn: &Connection, session_id: i64) -> Result<Vec<Summary>> 
 }
 
 /// Newest observations first, optionally of one project; with the total count.
-pub fn page_observations(conn: &Connection, project: Option<&str>, limit: u32, offset: u32) -> Result<(Vec<Observation>, i64)> {
+pub fn page_observations(
+    conn: &Connection,
+    project: Option<&str>,
+    limit: u32,
+    offset: u32,
+) -> Result<(Vec<Observation>, i64)> {
     let total = conn
         .prepare_cached(
             "SELECT count(*) FROM observations o JOIN sessions s ON s.id = o.session_id WHERE (?1 IS NULL OR s.project = ?1)",
         )?
         .query_row([project], |r| r.get(0))?;
-    let sql = format!("{OBSERVATION_SELECT} WHERE (?1 IS NULL OR s.project = ?1) ORDER BY o.id DESC LIMIT ?2 OFFSET ?3");
+    let sql =
+        format!("{OBSERVATION_SELECT} WHERE (?1 IS NULL OR s.project = ?1) ORDER BY o.id DESC LIMIT ?2 OFFSET ?3");
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(params![project, limit, offset], observation_from_row)?
@@ -158,7 +164,12 @@ pub fn page_observations(conn: &Connection, project: Option<&str>, limit: u32, o
 }
 
 /// Newest summaries first, optionally of one project; with the total count.
-pub fn page_summaries(conn: &Connection, project: Option<&str>, limit: u32, offset: u32) -> Result<(Vec<Summary>, i64)> {
+pub fn page_summaries(
+    conn: &Connection,
+    project: Option<&str>,
+    limit: u32,
+    offset: u32,
+) -> Result<(Vec<Summary>, i64)> {
     let total = conn
         .prepare_cached(
             "SELECT count(*) FROM summaries m JOIN sessions s ON s.id = m.session_id WHERE (?1 IS NULL OR s.project = ?1)",

@@ -120,7 +120,14 @@ pub enum AfterFailure {
 }
 
 /// Records a failed attempt: back to `pending` at `retry_at`, or `failed` when `retry_at` is `None`.
-pub fn fail_attempt(conn: &Connection, id: i64, attempt: u32, error: &str, retry_at: Option<i64>, now: i64) -> Result<AfterFailure> {
+pub fn fail_attempt(
+    conn: &Connection,
+    id: i64,
+    attempt: u32,
+    error: &str,
+    retry_at: Option<i64>,
+    now: i64,
+) -> Result<AfterFailure> {
     let n = match retry_at {
         Some(at) => conn
             .prepare_cached(
@@ -187,7 +194,8 @@ pub fn sessions_with_pending(conn: &Connection) -> Result<Vec<i64>> {
 
 /// True when the session has a pending message.
 pub fn has_pending(conn: &Connection, session_id: i64) -> Result<bool> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM messages WHERE session_id = ?1 AND status = 'pending' LIMIT 1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM messages WHERE session_id = ?1 AND status = 'pending' LIMIT 1")?;
     Ok(stmt.exists([session_id])?)
 }
 

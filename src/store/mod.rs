@@ -45,7 +45,9 @@ pub enum StoreError {
     #[error("the database file is corrupt or not a SQLite database")]
     Corrupt,
     /// The file was written by a newer memtray.
-    #[error("the database schema version {found} is newer than this memtray understands ({supported}); upgrade memtray")]
+    #[error(
+        "the database schema version {found} is newer than this memtray understands ({supported}); upgrade memtray"
+    )]
     TooNew {
         /// `user_version` in the file.
         found: i64,
@@ -137,10 +139,8 @@ struct Inner {
 impl Store {
     /// Opens (creating if needed) the database in `config.data_dir`, migrates it, and starts the writer.
     pub fn open(config: &Config) -> Result<Store> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
-            path: config.data_dir.clone(),
-            source: Arc::new(source),
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StoreError::DataDir { path: config.data_dir.clone(), source: Arc::new(source) })?;
         let path = config.data_dir.join("memtray.db");
         let settings = ConnectionSettings::from(config);
         let mut conn = open_connection(&path, settings, false)?;
@@ -150,9 +150,7 @@ impl Store {
             .name("memtray-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::DataDir { path: path.clone(), source: Arc::new(e) })?;
-        Ok(Store {
-            inner: Arc::new(Inner { writer: tx, readers: Mutex::new(Vec::new()), path, settings }),
-        })
+        Ok(Store { inner: Arc::new(Inner { writer: tx, readers: Mutex::new(Vec::new()), path, settings }) })
     }
 
     /// The database file.
@@ -187,9 +185,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on a read connection on the calling thread (for blocking contexts).
@@ -337,10 +333,7 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
 
 /// The current time in milliseconds since the Unix epoch: the one clock every row uses.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -136,7 +136,8 @@ pub fn record_prompt(
 
 /// Notes activity on a session (for "last activity" in the inspector).
 pub fn touch(conn: &Connection, session_id: i64, now: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?.execute(params![session_id, now])?;
+    conn.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?
+        .execute(params![session_id, now])?;
     Ok(())
 }
 
@@ -236,7 +237,12 @@ pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>
         .query_map(params![q.project, q.status, q.limit, q.offset], |r| {
             Ok(SessionListItem {
                 session: session_from_row(r)?,
-                queue: QueueCounts { pending: r.get(10)?, processing: r.get(11)?, processed: r.get(12)?, failed: r.get(13)? },
+                queue: QueueCounts {
+                    pending: r.get(10)?,
+                    processing: r.get(11)?,
+                    processed: r.get(12)?,
+                    failed: r.get(13)?,
+                },
             })
         })?
         .collect::<Result<_, _>>()?;
