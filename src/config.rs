@@ -84,6 +84,8 @@ pub struct Config {
     pub skip_tools: Vec<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// `memtray hook` exits within this budget whatever happens.
+    pub hook_budget_ms: u64,
     /// Fault injection for tests and demos: every provider call first sleeps this long.
     pub fault_provider_delay_ms: u64,
     /// Fault injection for tests and demos: observations of these tools always fail.
@@ -111,6 +113,7 @@ impl Default for Config {
             provider: "local".into(),
             skip_tools: DEFAULT_SKIP_TOOLS.iter().map(|s| s.to_string()).collect(),
             max_body_bytes: 4 * 1024 * 1024,
+            hook_budget_ms: 2_000,
             fault_provider_delay_ms: 0,
             fault_fail_tools: Vec::new(),
         }
@@ -208,6 +211,7 @@ impl Config {
         }
         list(env, "MEMTRAY_SKIP_TOOLS", &mut self.skip_tools);
         num(env, "MEMTRAY_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
+        num(env, "MEMTRAY_HOOK_BUDGET_MS", &mut self.hook_budget_ms)?;
         num(env, "MEMTRAY_FAULT_PROVIDER_DELAY_MS", &mut self.fault_provider_delay_ms)?;
         list(env, "MEMTRAY_FAULT_FAIL_TOOLS", &mut self.fault_fail_tools);
         Ok(())

@@ -14,16 +14,26 @@
 //! - [`intake`]: the HTTP API (claude-mem compatible intake, inspector API, event stream).
 //! - [`server`]: binds, serves and shuts down the whole core in order.
 //! - [`client`]: a small blocking client of a running server (`memtray status`).
+//! - [`claude_code`]: Claude Code's hook events, transcript reconciliation and the hook inbox.
+//! - [`transcript`]: a streaming reader of Claude Code's JSONL transcripts.
+//! - [`hook`]: `memtray hook`, the fast command hook that never makes Claude Code wait.
+//! - [`claude_settings`]: installing and removing memtray's hooks in Claude Code's settings.
+//! - [`project`]: a session's project name from its working directory.
 
+pub mod claude_code;
+pub mod claude_settings;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod hook;
 pub mod intake;
 pub mod memory;
 pub mod privacy;
+pub mod project;
 pub mod provider;
 pub mod queue;
 pub mod server;
 pub mod session;
 pub mod status;
 pub mod store;
+pub mod transcript;

@@ -1,9 +1,11 @@
 //! The `memtray` command: the headless server and the tools around it. Thin glue over the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use memtray::claude_settings::{self, HookMode};
 use memtray::client::Client;
 use memtray::config::Config;
 use memtray::server::Server;
@@ -28,6 +30,36 @@ enum Command {
     },
     /// Print the effective configuration and the file paths.
     Config,
+    /// Claude Code command hook: read one hook event on stdin and hand it to memtray. Prints nothing and
+    /// always exits 0 within the hook budget.
+    Hook,
+    /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting).
+    InstallHooks {
+        /// `http`: Claude Code posts to memtray directly; `command`: it runs `memtray hook`.
+        #[arg(long, value_enum, default_value_t = Mode::Http)]
+        mode: Mode,
+        /// Install into this project's `.claude/settings.json` instead of `~/.claude/settings.json`.
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove exactly memtray's hooks from Claude Code's settings.
+    UninstallHooks {
+        /// The project whose `.claude/settings.json` to edit.
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Http,
+    Command,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +68,12 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::Status { json } => status(json),
         Command::Config => config(),
+        Command::Hook => {
+            hook();
+            Ok(())
+        }
+        Command::InstallHooks { mode, project, dry_run } => install_hooks(mode, project, dry_run),
+        Command::UninstallHooks { project, dry_run } => uninstall_hooks(project, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,12 +93,14 @@ fn serve() -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Handlers first: a signal that arrives as soon as "ready" is printed must already shut down cleanly.
+        let stop = shutdown_signal()?;
         let server = Server::start(&config).await?;
         let addr = server.local_addr();
         tracing::info!(database = %paths.database.display(), "serving");
         // One stable line on stdout for scripts and tests.
         println!("memtray: ready on http://{addr}");
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         server.shutdown().await;
         tracing::info!("stopped");
@@ -68,13 +108,17 @@ fn serve() -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM handlers now; the future resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn status(json: bool) -> anyhow::Result<()> {
@@ -148,4 +192,58 @@ fn config() -> anyhow::Result<()> {
     println!("# every key can be overridden by MEMTRAY_<KEY> (e.g. MEMTRAY_PORT)");
     print!("{}", toml::to_string_pretty(&config).context("cannot render the configuration")?);
     Ok(())
+}
+
+/// Never fails and never prints: Claude Code must not wait for or hear from memtray.
+fn hook() {
+    match Config::load() {
+        Ok((config, paths)) => {
+            memtray::hook::run(&config, &paths, std::io::stdin().lock());
+        }
+        Err(_) => {
+            // Without a readable configuration there is nowhere to deliver to; drop the event quietly.
+        }
+    }
+}
+
+fn settings_path(project: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match project {
+        Some(dir) => dir.join(".claude").join("settings.json"),
+        None => {
+            let home = directories::BaseDirs::new().context("no home directory")?.home_dir().to_path_buf();
+            home.join(".claude").join("settings.json")
+        }
+    })
+}
+
+fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    let (config, _) = Config::load()?;
+    let mode = match mode {
+        Mode::Http => HookMode::Http { port: config.port },
+        Mode::Command => {
+            HookMode::Command { program: std::env::current_exe().context("cannot tell where the memtray binary is")? }
+        }
+    };
+    let path = settings_path(project)?;
+    let change = claude_settings::install(&path, &mode, dry_run)?;
+    report(&change, dry_run, "installed memtray's hooks in");
+    Ok(())
+}
+
+fn uninstall_hooks(project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    let path = settings_path(project)?;
+    let change = claude_settings::uninstall(&path, dry_run)?;
+    report(&change, dry_run, "removed memtray's hooks from");
+    Ok(())
+}
+
+fn report(change: &claude_settings::Change, dry_run: bool, done: &str) {
+    let path = change.path.display();
+    if !change.changed {
+        println!("{path}: no change");
+    } else if dry_run {
+        println!("{path} would change (dry run, nothing written):\n{}", claude_settings::describe(change));
+    } else {
+        println!("{done} {path}\n{}", claude_settings::describe(change));
+    }
 }

@@ -5,6 +5,7 @@
 //! commits, then stop the consumers (their messages go back to `pending`) and close the store.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::claude_code;
 use crate::config::Config;
 use crate::intake::{self, AppState};
 use crate::provider::{self, ProviderConfigError};
@@ -83,10 +85,19 @@ impl Server {
         };
         let provider = provider::from_config(config)?;
         let manager = SessionManager::start(store, provider, Settings::from(config)).await?;
+        // Events `memtray hook` stored while no server ran come first, before anything newer can arrive.
+        let replayed = claude_code::drain_inbox(&manager).await?;
+        if replayed > 0 {
+            tracing::info!(replayed, "dispatched hook events stored while memtray was not running");
+        }
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let app =
-            intake::router(AppState { manager: manager.clone(), stopping: stopping.clone() }, config.max_body_bytes);
+        let state = AppState {
+            manager: manager.clone(),
+            stopping: stopping.clone(),
+            inbox_drain: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let app = intake::router(state, config.max_body_bytes);
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
         tracker.spawn(async move {
             if let Err(e) = serve.await {
@@ -94,6 +105,13 @@ impl Server {
             }
         });
         tracker.spawn(prune(manager.clone(), config.retention_days, stopping.clone()));
+        // Sessions that were active when memtray stopped may have used tools meanwhile: their transcripts tell.
+        let reconciling = manager.clone();
+        tracker.spawn(async move {
+            if let Err(e) = claude_code::reconcile_active(&reconciling).await {
+                tracing::warn!(error = %e, "could not reconcile active sessions at start");
+            }
+        });
         Ok(Server { manager, local_addr, stopping, tracker })
     }
 

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiJson};
-use super::{AppState, idempotency_key, project_from_cwd};
+use super::{AppState, idempotency_key};
+use crate::project;
 use crate::queue::{SummaryRequest, ToolUse};
 use crate::session::Queued;
 
@@ -112,7 +113,7 @@ pub(super) async fn observation(
     if body.tool_name.trim().is_empty() {
         return Err(ApiError::Invalid("tool_name must not be empty"));
     }
-    let project = body.project.unwrap_or_else(|| project_from_cwd(&body.cwd));
+    let project = body.project.unwrap_or_else(|| project::from_cwd(&body.cwd));
     let tool = ToolUse {
         tool_name: body.tool_name,
         tool_input: unstringify(body.tool_input),
@@ -146,7 +147,7 @@ pub(super) async fn summarize(
         last_user_message: body.last_user_message,
         last_assistant_message: body.last_assistant_message,
     };
-    let project = project_from_cwd(&body.cwd);
+    let project = project::from_cwd(&body.cwd);
     let queued = state.manager.queue_summarize(id, &project, request, idempotency_key(&headers)).await?;
     Ok(Json(queued_json(queued)))
 }

@@ -4,10 +4,13 @@
 //! Handlers translate HTTP to session-manager calls and back; they hold no state of their own. Every body is
 //! size-limited and every rejection answers in the API's JSON error format.
 
+mod claude_code;
 mod claude_mem;
 pub mod error;
 mod inspector;
 mod stream;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,11 +29,14 @@ pub struct AppState {
     pub manager: SessionManager,
     /// Cancelled when the server stops, so open event streams end and graceful shutdown can finish.
     pub stopping: CancellationToken,
+    /// Held while the hook inbox is being dispatched, so two requests never dispatch the same events.
+    pub inbox_drain: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The whole API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
+        .route("/hooks/claude-code", post(claude_code::hook))
         .route("/api/health", get(claude_mem::health))
         .route("/api/readiness", get(claude_mem::readiness))
         .route("/api/version", get(claude_mem::version))
@@ -63,12 +69,4 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200)
         .map(String::from)
-}
-
-/// A project name from a working directory: its last component.
-pub fn project_from_cwd(cwd: &str) -> String {
-    std::path::Path::new(cwd.trim_end_matches('/'))
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

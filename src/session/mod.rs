@@ -384,6 +384,85 @@ impl SessionManager {
         Ok(queued)
     }
 
+    /// Creates the session if new and records its transcript path and start source when given.
+    pub async fn note_session(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        transcript_path: Option<String>,
+        source: Option<String>,
+    ) -> Result<i64> {
+        self.accepting()?;
+        let agent = agent_session_id.to_string();
+        let project = project.to_string();
+        let (session, created) = self
+            .inner
+            .store
+            .write(move |c| {
+                let (session, created) = sessions::ensure(c, &agent, &project, now_ms())?;
+                sessions::set_origin(c, session.id, transcript_path.as_deref(), source.as_deref())?;
+                Ok((session, created))
+            })
+            .await?;
+        if created {
+            self.publish_started(&session);
+            self.inner.status_trigger.changed();
+        }
+        Ok(session.id)
+    }
+
+    /// Queues tool uses in one transaction, in the order given, skipping skip-listed tools and those already
+    /// stored (same `tool_use_id`). Tool uses without an id are not deduplicated, so callers pass ids. Returns
+    /// how many were queued.
+    pub async fn queue_observations(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        tools: Vec<ToolUse>,
+    ) -> Result<usize> {
+        self.accepting()?;
+        let skip = &self.inner.settings.skip_tools;
+        let payloads: Vec<(Option<String>, Payload)> = tools
+            .into_iter()
+            .filter(|t| !skip.contains(&t.tool_name))
+            .map(|mut t| {
+                privacy::strip_json(&mut t.tool_input);
+                privacy::strip_json(&mut t.tool_response);
+                (t.tool_use_id.clone(), Payload::Observation(t))
+            })
+            .collect();
+        if payloads.is_empty() {
+            return Ok(0);
+        }
+        let agent = agent_session_id.to_string();
+        let project = project.to_string();
+        let (session, created, queued) = self
+            .inner
+            .store
+            .write(move |c| {
+                let now = now_ms();
+                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
+                let mut queued = 0;
+                if !session.prompt_private {
+                    for (key, payload) in &payloads {
+                        let enqueued =
+                            messages::enqueue(c, session.id, payload, session.prompt_counter, key.as_deref(), now)?;
+                        queued += usize::from(matches!(enqueued, messages::Enqueued::New(_)));
+                    }
+                }
+                Ok((session, created, queued))
+            })
+            .await?;
+        if created {
+            self.publish_started(&session);
+        }
+        if queued > 0 {
+            self.wake(session.id);
+            self.inner.status_trigger.changed();
+        }
+        Ok(queued)
+    }
+
     /// Marks the session completed. Returns false when there is no such active session.
     pub async fn complete_session(&self, agent_session_id: &str) -> Result<bool> {
         let agent = agent_session_id.to_string();

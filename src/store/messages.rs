@@ -56,7 +56,7 @@ pub fn key_exists(conn: &Connection, key: &str) -> Result<bool> {
 #[derive(Debug)]
 pub enum Claim {
     /// The session's next message, now `processing` with its attempt counted.
-    Message(Claimed),
+    Message(Box<Claimed>),
     /// The next message is backing off until this time (ms); nothing was claimed.
     NotBefore(i64),
     /// Nothing pending.
@@ -93,7 +93,7 @@ pub fn claim_next(conn: &Connection, session_id: i64, now: i64) -> Result<Claim>
         _ => MessageKind::Observation,
     };
     let payload = Payload::from_json(kind, payload.as_deref().unwrap_or("{}"))?;
-    Ok(Claim::Message(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number }))
+    Ok(Claim::Message(Box::new(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number })))
 }
 
 /// Marks a claimed message processed and drops its payload. False when the claim is no longer current

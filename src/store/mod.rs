@@ -5,6 +5,7 @@
 //! that transaction committed. Reads run on `spawn_blocking` with their own connections. The per-table
 //! modules are plain `fn(&Connection, ...)` functions; this module owns connections, not queries.
 
+pub mod inbox;
 pub mod memories;
 pub mod messages;
 mod schema;
@@ -211,6 +212,17 @@ impl Store {
         }
         self.inner.readers.lock().expect("reader pool poisoned").clear();
     }
+}
+
+/// Opens the database for a short-lived writer outside the server (`memtray hook`): creates and migrates it if
+/// needed. Safe beside a running server: SQLite's locks and the busy timeout order the writers.
+pub fn open_direct(config: &Config, busy_timeout: Duration) -> Result<Connection> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StoreError::DataDir { path: config.data_dir.clone(), source: Arc::new(source) })?;
+    let mut conn = open_connection(&config.data_dir.join("memtray.db"), ConnectionSettings::from(config), false)?;
+    conn.busy_timeout(busy_timeout)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// Opens a connection with the pragmas every memtray connection carries.

@@ -97,6 +97,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX summaries_session ON summaries (session_id, id);
     "#,
+    // 2: raw hook events written by `memtray hook` while no server answered; the server dispatches them.
+    r#"
+    CREATE TABLE hook_inbox (
+        id          INTEGER PRIMARY KEY,
+        body        TEXT    NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this code writes.

@@ -134,6 +134,30 @@ pub fn record_prompt(
     Ok(PromptRecorded { prompt_number, duplicate: false })
 }
 
+/// Records where the session's transcript is and how it started (values given replace stored ones).
+pub fn set_origin(
+    conn: &Connection,
+    session_id: i64,
+    transcript_path: Option<&str>,
+    source: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions SET transcript_path = coalesce(?2, transcript_path), source = coalesce(?3, source) WHERE id = ?1",
+    )?
+    .execute(params![session_id, transcript_path, source])?;
+    Ok(())
+}
+
+/// Active sessions whose transcript is known: (agent session id, project, transcript path).
+pub fn active_transcripts(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT agent_session_id, project, transcript_path FROM sessions
+         WHERE status = 'active' AND transcript_path IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Notes activity on a session (for "last activity" in the inspector).
 pub fn touch(conn: &Connection, session_id: i64, now: i64) -> Result<()> {
     conn.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?

@@ -1,0 +1,38 @@
+//! `POST /hooks/claude-code`: the raw hook JSON Claude Code sends for any event. Answers `{}` with 200 once
+//! the event is stored: a 2xx with text would be injected into Claude's context, and a `decision` field
+//! would block Claude, so the answer carries nothing.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::claude_code::{self, HookEvent};
+
+pub(super) async fn hook(
+    State(state): State<AppState>,
+    ApiJson(event): ApiJson<HookEvent>,
+) -> Result<Json<Value>, ApiError> {
+    if event.session_id.trim().is_empty() || event.hook_event_name.trim().is_empty() {
+        return Err(ApiError::Invalid("session_id and hook_event_name must not be empty"));
+    }
+    claude_code::dispatch(&state.manager, event, None).await?;
+    drain_inbox_if_waiting(&state).await;
+    Ok(Json(json!({})))
+}
+
+/// Events `memtray hook` stored while this server did not answer are dispatched as soon as hooks reach it
+/// again. One drain at a time; a request that finds one running goes on.
+async fn drain_inbox_if_waiting(state: &AppState) {
+    let Ok(_draining) = state.inbox_drain.try_lock() else { return };
+    match claude_code::inbox_waiting(&state.manager).await {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Err(e) = claude_code::drain_inbox(&state.manager).await {
+                tracing::warn!(error = %e, "could not dispatch the hook inbox; it stays for the next try");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not look at the hook inbox"),
+    }
+}

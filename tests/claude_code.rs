@@ -1,0 +1,286 @@
+//! Claude Code integration against the real binary: the sample session through `/hooks/claude-code` and
+//! through `memtray hook`, events sent while no server runs, transcript reconciliation, malformed payloads,
+//! and install-hooks / uninstall-hooks on a real settings file.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::TestServer;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/claude-code/session-basic");
+const TOOL_USES: [&str; 4] = ["toolu_01Gx7Qm2rP4s", "toolu_01Rd9Lk3vT8w", "toolu_01Ed4Zp8nB2c", "toolu_01Bs6Hn1qW5y"];
+
+/// The sample session's eight hook events, in order, pointing at a copy of its transcript in `dir`.
+fn sample_events(dir: &Path) -> Vec<Value> {
+    let transcript = dir.join("transcript.jsonl");
+    std::fs::copy(Path::new(FIXTURES).join("transcript.jsonl"), &transcript).unwrap();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let mut event: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            event["transcript_path"] = transcript.display().to_string().into();
+            event
+        })
+        .collect()
+}
+
+fn post_hook(server: &TestServer, event: &Value) {
+    let (status, answer) = server.post("/hooks/claude-code", event);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({}), "the answer must carry nothing Claude would read");
+}
+
+fn run_hook(server: &TestServer, stdin: &[u8]) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child =
+        server.command("hook").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out, started.elapsed())
+}
+
+fn hook_event(server: &TestServer, event: &Value) {
+    let (out, _) = run_hook(server, serde_json::to_vec(event).unwrap().as_slice());
+    assert!(out.status.success(), "memtray hook must exit 0");
+    assert!(out.stdout.is_empty(), "memtray hook must print nothing: {:?}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// What the sample session must leave behind, captured once.
+fn assert_sample_captured(server: &TestServer) {
+    server.wait_idle(Duration::from_secs(20));
+    assert_eq!(server.count("SELECT count(*) FROM sessions"), 1);
+    assert_eq!(server.count("SELECT count(*) FROM sessions WHERE project = 'ledger' AND status = 'completed'"), 1);
+    assert_eq!(
+        server.count("SELECT count(*) FROM user_prompts WHERE text LIKE 'The balance report double-counts refunds.%'"),
+        1
+    );
+    assert_eq!(server.count("SELECT count(*) FROM user_prompts"), 1);
+    assert_eq!(server.count("SELECT count(*) FROM observations"), 4, "one observation per tool use");
+    for id in TOOL_USES {
+        let n = server.count(&format!(
+            "SELECT count(*) FROM observations o JOIN messages m ON m.id = o.message_id WHERE m.idempotency_key = '{id}'"
+        ));
+        assert_eq!(n, 1, "{id} captured {n} times");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM summaries"), 1);
+    assert_eq!(server.count("SELECT count(*) FROM summaries WHERE request LIKE '%double-counts refunds%'"), 1);
+    assert_eq!(server.count("SELECT count(*) FROM summaries WHERE files_edited LIKE '%src/report.rs%'"), 1);
+    assert_eq!(server.count("SELECT count(*) FROM messages WHERE status != 'processed'"), 0);
+}
+
+#[test]
+fn the_sample_session_over_the_http_hook() {
+    let server = TestServer::start(&[]);
+    for event in sample_events(server.dir.path()) {
+        post_hook(&server, &event);
+    }
+    assert_sample_captured(&server);
+    let tools: Vec<String> = {
+        let conn = rusqlite::Connection::open(server.database()).unwrap();
+        let mut stmt = conn.prepare("SELECT tool_name FROM observations ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(tools, ["Grep", "Read", "Edit", "Bash"]);
+}
+
+#[test]
+fn the_sample_session_through_memtray_hook() {
+    let server = TestServer::start(&[]);
+    for event in sample_events(server.dir.path()) {
+        hook_event(&server, &event);
+    }
+    assert_sample_captured(&server);
+    assert_eq!(server.count("SELECT count(*) FROM hook_inbox"), 0, "a running server took every event");
+}
+
+#[test]
+fn events_sent_while_no_server_runs_are_processed_after_it_starts() {
+    let mut server = TestServer::start(&[]);
+    assert!(server.stop().success());
+    let events = sample_events(server.dir.path());
+    for event in &events {
+        let (out, took) = run_hook(&server, serde_json::to_vec(event).unwrap().as_slice());
+        assert!(out.status.success() && out.stdout.is_empty());
+        assert!(took < Duration::from_millis(2_500), "the hook took {took:?} with no server");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM hook_inbox"), 8, "every event kept");
+    assert_eq!(server.count("SELECT count(*) FROM messages"), 0);
+    server.spawn();
+    assert_sample_captured(&server);
+    assert_eq!(server.count("SELECT count(*) FROM hook_inbox"), 0);
+}
+
+#[test]
+fn tool_uses_missed_while_memtray_was_down_are_reconciled_exactly_once() {
+    let mut server = TestServer::start(&[]);
+    let events = sample_events(server.dir.path());
+    // SessionStart, the prompt and the first tool use arrive; then memtray is down for Read and Edit,
+    // whose hooks fail and are gone.
+    for event in &events[..3] {
+        post_hook(&server, event);
+    }
+    assert!(server.stop().success());
+    server.spawn();
+    for event in &events[5..] {
+        post_hook(&server, event);
+    }
+    assert_sample_captured(&server);
+    // Reconciled in transcript order: Read before Edit.
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    let order: Vec<String> = conn
+        .prepare("SELECT idempotency_key FROM messages WHERE kind = 'observation' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let read = order.iter().position(|k| k == TOOL_USES[1]).unwrap();
+    let edit = order.iter().position(|k| k == TOOL_USES[2]).unwrap();
+    assert!(read < edit, "{order:?}");
+}
+
+#[test]
+fn malformed_payloads_store_nothing_on_either_path() {
+    let server = TestServer::start(&[]);
+    let url = "/hooks/claude-code";
+    let cases: [(&[u8], Option<&str>, u16); 5] = [
+        (b"{}", Some("application/json"), 422),
+        (br#"{"session_id": "s"}"#, Some("application/json"), 422),
+        (br#"{"hook_event_name": "Stop"}"#, Some("application/json"), 422),
+        (b"not json", Some("application/json"), 400),
+        (br#"{"session_id": "s", "hook_event_name": "Stop"}"#, None, 415),
+    ];
+    for (body, content_type, status) in cases {
+        let (got, answer, _) = server.post_raw(url, content_type, body);
+        assert_eq!(got, status, "{answer}");
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    // An event memtray does not use is accepted and ignored.
+    post_hook(&server, &json!({"session_id": "s", "hook_event_name": "Notification", "message": "hi"}));
+
+    let garbage: [&[u8]; 5] = [b"", b"not json", b"{}", b"[1, 2]", br#"{"session_id": "s"}"#];
+    for input in garbage {
+        let (out, _) = run_hook(&server, input);
+        assert!(out.status.success() && out.stdout.is_empty(), "{input:?}");
+    }
+    let log = std::fs::read_to_string(server.dir.path().join("state/hook.log")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("malformed hook event")).count(), 5, "{log}");
+    assert_eq!(
+        server.count(
+            "SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM messages) + (SELECT count(*) FROM hook_inbox)"
+        ),
+        0
+    );
+}
+
+fn memtray(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memtray"))
+        .args(args)
+        .env("HOME", home)
+        .env("MEMTRAY_CONFIG", home.join("none.toml"))
+        .env("MEMTRAY_DATA_DIR", home.join("data"))
+        .env_remove("MEMTRAY_PORT")
+        .output()
+        .unwrap()
+}
+
+fn memtray_hooks(settings: &Value) -> usize {
+    settings["hooks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|events| events.values())
+        .flat_map(|groups| groups.as_array().into_iter().flatten())
+        .flat_map(|group| group["hooks"].as_array().into_iter().flatten())
+        .filter(|h| {
+            h["url"].as_str().is_some_and(|u| u.ends_with("/hooks/claude-code"))
+                || h["command"].as_str().is_some_and(|c| c.ends_with("memtray hook"))
+        })
+        .count()
+}
+
+#[test]
+fn install_hooks_keeps_other_hooks_and_is_idempotent() {
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = json!({
+        "permissions": {"allow": ["Bash(cargo test:*)"]},
+        "hooks": {
+            "PostToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/bin/audit-log", "timeout": 5}]}],
+            "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]
+        },
+        "model": "sonnet"
+    });
+    std::fs::write(&settings, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+
+    let out = memtray(home.path(), &["install-hooks", "--dry-run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&settings).unwrap()).unwrap(),
+        original,
+        "dry run"
+    );
+
+    let out = memtray(home.path(), &["install-hooks"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let installed: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(memtray_hooks(&installed), 5, "{installed:#}");
+    assert_eq!(installed["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "/usr/bin/audit-log");
+    assert_eq!(installed["hooks"]["Stop"][0]["hooks"][0]["command"], "notify-send done");
+    assert_eq!(installed["permissions"], original["permissions"]);
+    assert_eq!(installed["model"], "sonnet");
+    let post_tool_use = installed["hooks"]["PostToolUse"].as_array().unwrap();
+    let ours = post_tool_use.iter().find(|g| g["hooks"][0]["type"] == "http").unwrap();
+    assert_eq!(ours["matcher"], "*");
+    assert_eq!(ours["hooks"][0]["url"], "http://127.0.0.1:37777/hooks/claude-code");
+
+    let bytes = std::fs::read(&settings).unwrap();
+    let out = memtray(home.path(), &["install-hooks"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no change"));
+    assert_eq!(std::fs::read(&settings).unwrap(), bytes, "a second install changes nothing");
+
+    let out = memtray(home.path(), &["install-hooks", "--mode", "command"]);
+    assert!(out.status.success());
+    let switched: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(memtray_hooks(&switched), 5, "switching modes replaces memtray's hooks: {switched:#}");
+
+    let out = memtray(home.path(), &["uninstall-hooks"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(restored, original, "uninstall removes exactly memtray's hooks");
+}
+
+#[test]
+fn install_hooks_refuses_a_file_that_is_not_json() {
+    let home = tempfile::tempdir().unwrap();
+    let project = home.path().join("ledger");
+    let settings = project.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let broken = "{\n  // comments are not JSON\n  \"model\": \"sonnet\",\n}\n";
+    std::fs::write(&settings, broken).unwrap();
+    let out = memtray(home.path(), &["install-hooks", "--project", project.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not valid JSON"), "{err}");
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), broken, "left untouched");
+
+    // A project without settings gets a new file with only memtray's hooks.
+    let fresh = home.path().join("fresh");
+    let out = memtray(home.path(), &["install-hooks", "--project", fresh.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value =
+        serde_json::from_str(&std::fs::read_to_string(fresh.join(".claude/settings.json")).unwrap()).unwrap();
+    assert_eq!(memtray_hooks(&created), 5);
+}
