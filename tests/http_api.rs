@@ -216,32 +216,40 @@ fn the_event_stream_reports_queueing_and_memory() {
     let agent = support::http();
     let response = agent.get(&server.url("/stream")).call().unwrap();
     assert_eq!(response.headers().get("content-type").unwrap(), "text/event-stream");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // (event name, data) pairs as they arrive.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Value)>();
     std::thread::spawn(move || {
         let reader = BufReader::new(response.into_body().into_reader());
+        let mut name = String::new();
         for line in reader.lines() {
             let Ok(line) = line else { break };
-            if let Some(name) = line.strip_prefix("event: ")
-                && tx.send(name.to_string()).is_err()
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ")
+                && tx.send((name.clone(), serde_json::from_str(data).unwrap_or(Value::Null))).is_err()
             {
                 break;
             }
         }
     });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "processing_status");
+    let (first, status) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(first, "processing_status", "a new subscriber first gets the current status");
+    assert_eq!(status["queueDepth"], 0);
     server.post("/api/sessions/init", &json!({"claudeSessionId": "live", "project": "ledger", "prompt": "go"}));
     server.post("/api/sessions/observations", &observation("live", "t1", "Bash"));
     server.post("/api/sessions/summarize", &json!({"claudeSessionId": "live", "last_assistant_message": "done"}));
-    let mut seen = Vec::new();
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let has = |seen: &[(String, Value)], name: &str| seen.iter().any(|(n, _)| n == name);
     wait_for(Duration::from_secs(10), "events on the stream", || {
-        while let Ok(name) = rx.try_recv() {
-            seen.push(name);
-        }
-        ["session_started", "observation_queued", "new_observation", "new_summary"]
-            .iter()
-            .all(|e| seen.iter().any(|s| s == e))
+        seen.extend(rx.try_iter());
+        ["session_started", "observation_queued", "new_observation", "new_summary"].iter().all(|e| has(&seen, e))
+            // The status follows too (debounced): the new session counts as active.
+            && seen.iter().any(|(n, d)| n == "processing_status" && d["activeSessions"] == 1)
     });
-    assert!(seen.iter().any(|s| s == "processing_status"));
+    let observation = &seen.iter().find(|(n, _)| n == "new_observation").unwrap().1;
+    assert_eq!(observation["observation"]["tool_name"], "Bash", "{observation}");
+    let summary = &seen.iter().find(|(n, _)| n == "new_summary").unwrap().1;
+    assert_eq!(summary["summary"]["project"], "ledger", "{summary}");
 }
 
 #[test]
