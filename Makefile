@@ -24,14 +24,15 @@ deps:
 run: deps
 	$(CARGO) run --release --bin memtray -- serve
 
-# The whole suite: unit tests, the HTTP API against the real binary, session-manager semantics, the
-# SIGKILL crash test.
+# The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary,
+# session-manager semantics, the SIGKILL crash test.
 test: deps
 	$(CARGO) test --workspace --lib --bins --tests
 
 # Figures for speed and memory (not timed tests).
 bench: deps
 	$(CARGO) bench --bench core
+	$(CARGO) bench --bench hook
 
 lint:
 	$(CARGO) fmt --all -- --check
