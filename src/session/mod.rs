@@ -263,28 +263,16 @@ impl SessionManager {
         idempotency_key: Option<String>,
     ) -> Result<Initialized> {
         self.accepting()?;
-        let agent = agent_session_id.to_string();
-        let project = project.to_string();
         let prompt = prompt.map(privacy::strip_prompt);
         let private = matches!(prompt, Some(None));
-        let (session, created, recorded) = self
-            .inner
-            .store
-            .write(move |c| {
-                let now = now_ms();
-                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
-                let recorded = match &prompt {
-                    Some(text) => {
-                        Some(sessions::record_prompt(c, session.id, text.as_deref(), idempotency_key.as_deref(), now)?)
-                    }
-                    None => None,
+        let (session, recorded) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
+                let record = |text: Option<String>| {
+                    sessions::record_prompt(c, session.id, text.as_deref(), idempotency_key.as_deref(), now)
                 };
-                Ok((session, created, recorded))
+                prompt.map(record).transpose()
             })
             .await?;
-        if created {
-            self.publish_started(&session);
-        }
         self.inner.status_trigger.changed();
         Ok(Initialized {
             session_id: session.id,
@@ -350,35 +338,24 @@ impl SessionManager {
         key: Option<String>,
         skip_if_private: bool,
     ) -> Result<Queued> {
-        let agent = agent_session_id.to_string();
-        let project = project.to_string();
-        let (queued, started) = self
-            .inner
-            .store
-            .write(move |c| {
+        let (session, queued) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
                 if let Some(k) = &key
                     && messages::key_exists(c, k)?
                 {
-                    return Ok((Queued::Duplicate, None));
+                    return Ok(Queued::Duplicate);
                 }
-                let now = now_ms();
-                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
                 if skip_if_private && session.prompt_private {
-                    return Ok((Queued::Skipped(SkipReason::PrivatePrompt), None));
+                    return Ok(Queued::Skipped(SkipReason::PrivatePrompt));
                 }
-                let queued =
-                    match messages::enqueue(c, session.id, &payload, session.prompt_counter, key.as_deref(), now)? {
-                        messages::Enqueued::New(message_id) => Queued::New { session_id: session.id, message_id },
-                        messages::Enqueued::Duplicate => Queued::Duplicate,
-                    };
-                Ok((queued, created.then_some(session)))
+                Ok(match messages::enqueue(c, session.id, &payload, session.prompt_counter, key.as_deref(), now)? {
+                    messages::Enqueued::New(message_id) => Queued::New { session_id: session.id, message_id },
+                    messages::Enqueued::Duplicate => Queued::Duplicate,
+                })
             })
             .await?;
-        if let Some(session) = started {
-            self.publish_started(&session);
-        }
-        if let Queued::New { session_id, .. } = queued {
-            self.wake(session_id);
+        if let Queued::New { .. } = queued {
+            self.wake(session.id);
             self.inner.status_trigger.changed();
         }
         Ok(queued)
@@ -393,21 +370,11 @@ impl SessionManager {
         source: Option<String>,
     ) -> Result<i64> {
         self.accepting()?;
-        let agent = agent_session_id.to_string();
-        let project = project.to_string();
-        let (session, created) = self
-            .inner
-            .store
-            .write(move |c| {
-                let (session, created) = sessions::ensure(c, &agent, &project, now_ms())?;
-                sessions::set_origin(c, session.id, transcript_path.as_deref(), source.as_deref())?;
-                Ok((session, created))
+        let (session, ()) = self
+            .in_session(agent_session_id, project, move |c, session, _| {
+                sessions::set_origin(c, session.id, transcript_path.as_deref(), source.as_deref())
             })
             .await?;
-        if created {
-            self.publish_started(&session);
-            self.inner.status_trigger.changed();
-        }
         Ok(session.id)
     }
 
@@ -434,14 +401,8 @@ impl SessionManager {
         if payloads.is_empty() {
             return Ok(0);
         }
-        let agent = agent_session_id.to_string();
-        let project = project.to_string();
-        let (session, created, queued) = self
-            .inner
-            .store
-            .write(move |c| {
-                let now = now_ms();
-                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
+        let (session, queued) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
                 let mut queued = 0;
                 if !session.prompt_private {
                     for (key, payload) in &payloads {
@@ -450,12 +411,9 @@ impl SessionManager {
                         queued += usize::from(matches!(enqueued, messages::Enqueued::New(_)));
                     }
                 }
-                Ok((session, created, queued))
+                Ok(queued)
             })
             .await?;
-        if created {
-            self.publish_started(&session);
-        }
         if queued > 0 {
             self.wake(session.id);
             self.inner.status_trigger.changed();
@@ -543,6 +501,32 @@ impl SessionManager {
             Err(e) => tracing::error!(error = %e, "could not release processing messages at shutdown"),
         }
         self.inner.store.close().await;
+    }
+
+    /// Runs `f` in one write transaction with the session (created on first sight), then announces the
+    /// session if it is new. Every path that takes an event in goes through here.
+    async fn in_session<T, F>(&self, agent_session_id: &str, project: &str, f: F) -> Result<(sessions::Session, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &sessions::Session, i64) -> crate::store::Result<T> + Send + 'static,
+    {
+        let agent = agent_session_id.to_string();
+        let project = project.to_string();
+        let (session, created, out) = self
+            .inner
+            .store
+            .write(move |c| {
+                let now = now_ms();
+                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
+                let out = f(c, &session, now)?;
+                Ok((session, created, out))
+            })
+            .await?;
+        if created {
+            self.publish_started(&session);
+            self.inner.status_trigger.changed();
+        }
+        Ok((session, out))
     }
 
     fn accepting(&self) -> Result<()> {
