@@ -700,7 +700,7 @@ fn main() {
 
     println!();
     println!("summary ({:.0} s)", t0.elapsed().as_secs_f64());
-    println!("  {:<32} {:<30} {:<24} {}", "figure", "measured", "target", "");
+    println!("  {:<32} {:<30} {:<24}", "figure", "measured", "target");
     for Row(name, measured, target, ok) in &rows {
         println!(
             "  {name:<32} {measured:<30} {target:<24} {}",
