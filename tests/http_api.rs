@@ -321,3 +321,59 @@ fn health_readiness_version_and_processing_status() {
     let (_, ps) = server.get("/api/processing-status");
     assert_eq!(ps, json!({"isProcessing": false, "queueDepth": 0}));
 }
+
+#[test]
+fn the_inspector_api_lists_sessions_queues_and_memory() {
+    let server = TestServer::start(&[("MEMTRAY_FAULT_FAIL_TOOLS", "Poison"), ("MEMTRAY_MAX_ATTEMPTS", "1")]);
+    for s in ["alpha", "beta"] {
+        server
+            .post("/api/sessions/init", &json!({"claudeSessionId": s, "project": s, "prompt": format!("work on {s}")}));
+        for i in 0..3 {
+            server.post("/api/sessions/observations", &observation(s, &format!("{s}-{i}"), "Read"));
+        }
+    }
+    server.post("/api/sessions/observations", &observation("beta", "beta-poison", "Poison"));
+    server.post("/api/sessions/summarize", &json!({"claudeSessionId": "alpha", "last_assistant_message": "done"}));
+    wait_for(Duration::from_secs(10), "work to settle", || {
+        let (_, stats) = server.get("/api/stats");
+        stats["queueDepth"] == 0 && stats["failed"] == 1
+    });
+
+    let (_, list) = server.get("/api/sessions");
+    assert_eq!(list["total"], 2);
+    let beta = list["sessions"].as_array().unwrap().iter().find(|s| s["project"] == "beta").unwrap();
+    assert_eq!((beta["queue"]["processed"].as_i64(), beta["queue"]["failed"].as_i64()), (Some(3), Some(1)), "{beta}");
+    let (_, only_alpha) = server.get("/api/sessions?project=alpha&limit=1");
+    assert_eq!((only_alpha["total"].as_i64(), only_alpha["sessions"].as_array().unwrap().len()), (Some(1), 1));
+    assert_eq!(server.get("/api/sessions?status=bogus").0, 422);
+
+    let alpha_id =
+        list["sessions"].as_array().unwrap().iter().find(|s| s["project"] == "alpha").unwrap()["id"].as_i64().unwrap();
+    let (_, detail) = server.get(&format!("/api/sessions/{alpha_id}"));
+    assert_eq!(detail["prompts"][0]["text"], "work on alpha");
+    assert_eq!(detail["observations"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["summaries"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(server.get("/api/sessions/999999").0, 404);
+
+    let (_, queue) = server.get("/api/queue");
+    assert_eq!(queue["counts"]["failed"], 1);
+    let failed = &queue["messages"][0];
+    assert_eq!((failed["status"].as_str(), failed["tool_name"].as_str()), (Some("failed"), Some("Poison")));
+    assert!(failed["last_error"].as_str().unwrap().contains("injected fault"));
+    let id = failed["id"].as_i64().unwrap();
+    // Retry sends it back (it fails again here, the fault is permanent); abort removes it.
+    assert_eq!(server.post(&format!("/api/queue/{id}/retry"), &json!({})).0, 200);
+    wait_for(Duration::from_secs(10), "the retried message to fail again", || {
+        server.get("/api/stats").1["failed"] == 1
+    });
+    assert_eq!(server.post(&format!("/api/queue/{id}/abort"), &json!({})).0, 200);
+    assert_eq!(server.post(&format!("/api/queue/{id}/abort"), &json!({})).0, 404);
+    assert_eq!(server.count("SELECT count(*) FROM messages WHERE status = 'failed'"), 0);
+
+    let (_, page) = server.get("/api/observations?limit=2&offset=1");
+    assert_eq!((page["total"].as_i64(), page["items"].as_array().unwrap().len()), (Some(6), 2));
+    let (_, summaries) = server.get("/api/summaries?project=alpha");
+    assert_eq!(summaries["items"][0]["request"], "work on alpha");
+    assert_eq!(server.get("/api/summaries?project=beta").1["total"], 0);
+}

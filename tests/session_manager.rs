@@ -350,3 +350,19 @@ async fn paused_processing_keeps_storing_and_resumes() {
     drained(&h).await;
     assert_eq!(count(&h, "SELECT count(*) FROM observations"), 5);
 }
+
+#[tokio::test]
+async fn a_message_processing_too_long_is_reported_stuck_and_can_be_retried() {
+    let h = start(Scripted { gate: Some(Semaphore::new(0)), ..Default::default() }, |c| c.stuck_after_secs = 1).await;
+    queue(&h.manager, "a", "a1", "Bash").await;
+    let mut status = h.manager.status();
+    // Nothing polls: the status publisher sets itself a deadline for when the claim turns stuck.
+    // (`is_ok` drops the watch's read guard at once; holding it would block the publisher.)
+    let stuck = tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.stuck == 1)).await.is_ok();
+    assert!(stuck, "the claim was never reported stuck: {:?}", h.manager.status().borrow());
+    assert_eq!(h.manager.retry_stuck_and_failed().await.unwrap(), 1);
+    assert_eq!(count(&h, "SELECT count(*) FROM messages WHERE status = 'pending' AND attempts = 0"), 1);
+    h.provider.gate.as_ref().unwrap().add_permits(10);
+    drained(&h).await;
+    assert_eq!(count(&h, "SELECT count(*) FROM observations"), 1, "processed once, not twice");
+}
