@@ -17,13 +17,18 @@ pub(super) async fn hook(
     if event.session_id.trim().is_empty() || event.hook_event_name.trim().is_empty() {
         return Err(ApiError::Invalid("session_id and hook_event_name must not be empty"));
     }
+    // PostToolUse is the hot path; the turn-level events (a prompt, a stop) are where leftovers are looked for.
+    let turn_level = event.hook_event_name != "PostToolUse";
     claude_code::dispatch(&state.manager, event, None).await?;
-    drain_inbox_if_waiting(&state).await;
+    if turn_level {
+        drain_inbox_if_waiting(&state).await;
+    }
     Ok(Json(json!({})))
 }
 
-/// Events `memtray hook` stored while this server did not answer are dispatched as soon as hooks reach it
-/// again. One drain at a time; a request that finds one running goes on.
+/// Events `memtray hook` stored while this server did not answer (it timed out, say) are dispatched when the
+/// next turn-level hook reaches it; the server also drains the inbox at start. One drain at a time; a request
+/// that finds one running goes on.
 async fn drain_inbox_if_waiting(state: &AppState) {
     let Ok(_draining) = state.inbox_drain.try_lock() else { return };
     match claude_code::inbox_waiting(&state.manager).await {
