@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::session::SessionManager;
@@ -51,12 +51,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/queue", get(inspector::queue))
         .route("/api/queue/retry-stuck", post(inspector::retry_stuck))
         .route("/api/queue/{id}/retry", post(inspector::retry))
-        .route("/api/queue/{id}/abort", post(inspector::abort).delete(inspector::abort))
+        .route("/api/queue/{id}/abort", post(inspector::abort))
         .route("/api/processing", post(inspector::set_processing))
         .route("/api/observations", get(inspector::observations))
         .route("/api/summaries", get(inspector::summaries))
         .route("/stream", get(stream::stream))
-        .route("/api/queue/{id}", delete(inspector::abort))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

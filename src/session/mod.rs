@@ -248,11 +248,6 @@ impl SessionManager {
         self.inner.status_trigger.changed();
     }
 
-    /// True while paused.
-    pub fn is_paused(&self) -> bool {
-        *self.inner.paused.borrow()
-    }
-
     /// Creates the session if new (idempotent) and, with a prompt, counts it as the session's current one.
     /// An entirely private prompt is counted but nothing of it is stored.
     pub async fn init_session(
@@ -340,11 +335,6 @@ impl SessionManager {
     ) -> Result<Queued> {
         let (session, queued) = self
             .in_session(agent_session_id, project, move |c, session, now| {
-                if let Some(k) = &key
-                    && messages::key_exists(c, k)?
-                {
-                    return Ok(Queued::Duplicate);
-                }
                 if skip_if_private && session.prompt_private {
                     return Ok(Queued::Skipped(SkipReason::PrivatePrompt));
                 }

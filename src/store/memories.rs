@@ -183,13 +183,6 @@ pub fn page_summaries(
     Ok((rows, total))
 }
 
-/// One observation by id.
-pub fn observation(conn: &Connection, id: i64) -> Result<Option<Observation>> {
-    use rusqlite::OptionalExtension;
-    let sql = format!("{OBSERVATION_SELECT} WHERE o.id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], observation_from_row).optional()?)
-}
-
 /// The span a summary covers: the prompts and observations after the previous summary's prompt, up to and
 /// including `prompt_number`, oldest first.
 pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(Vec<String>, Vec<NewObservation>)> {

@@ -46,12 +46,6 @@ pub fn enqueue(
     Ok(if n == 0 { Enqueued::Duplicate } else { Enqueued::New(conn.last_insert_rowid()) })
 }
 
-/// True when a message with this idempotency key is stored.
-pub fn key_exists(conn: &Connection, key: &str) -> Result<bool> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM messages WHERE idempotency_key = ?1")?;
-    Ok(stmt.exists([key])?)
-}
-
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim {

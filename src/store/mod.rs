@@ -154,11 +154,6 @@ impl Store {
         Ok(Store { inner: Arc::new(Inner { writer: tx, readers: Mutex::new(Vec::new()), path, settings }) })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Runs `f` in a write transaction on the writer thread and returns its result once committed.
     /// If `f` fails, its own changes are rolled back and nothing else in the batch is affected.
     pub async fn write<T, F>(&self, f: F) -> Result<T>

@@ -158,13 +158,6 @@ pub fn active_transcripts(conn: &Connection) -> Result<Vec<(String, String, Stri
     Ok(rows)
 }
 
-/// Notes activity on a session (for "last activity" in the inspector).
-pub fn touch(conn: &Connection, session_id: i64, now: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?
-        .execute(params![session_id, now])?;
-    Ok(())
-}
-
 /// Marks a session completed. Returns false when there is no such session or it was already completed.
 pub fn complete(conn: &Connection, session_id: i64, now: i64) -> Result<bool> {
     let n = conn
