@@ -90,6 +90,9 @@ pub struct Config {
     pub fault_provider_delay_ms: u64,
     /// Fault injection for tests and demos: observations of these tools always fail.
     pub fault_fail_tools: Vec<String>,
+    /// Desktop notifications when a summary is ready or a message fails (the desktop app only; its tray
+    /// checkbox overrides this once used).
+    pub notifications: bool,
 }
 
 /// The tools skipped by default: bookkeeping tools whose events carry no memory.
@@ -116,6 +119,7 @@ impl Default for Config {
             hook_budget_ms: 2_000,
             fault_provider_delay_ms: 0,
             fault_fail_tools: Vec::new(),
+            notifications: true,
         }
     }
 }
@@ -214,6 +218,13 @@ impl Config {
         num(env, "MEMTRAY_HOOK_BUDGET_MS", &mut self.hook_budget_ms)?;
         num(env, "MEMTRAY_FAULT_PROVIDER_DELAY_MS", &mut self.fault_provider_delay_ms)?;
         list(env, "MEMTRAY_FAULT_FAIL_TOOLS", &mut self.fault_fail_tools);
+        if let Some(value) = env("MEMTRAY_NOTIFICATIONS") {
+            self.notifications = match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "on" | "yes" => true,
+                "0" | "false" | "off" | "no" => false,
+                _ => return Err(ConfigError::Env { name: "MEMTRAY_NOTIFICATIONS", value, expected: "true or false" }),
+            };
+        }
         Ok(())
     }
 
