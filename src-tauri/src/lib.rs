@@ -123,7 +123,17 @@ pub fn run() -> anyhow::Result<()> {
                 }
             }));
             if !at_login {
-                inspector::open(app.handle(), shell.link.base_url(), None);
+                // Once the core answers (or is known not to), so the page has something to load.
+                let (handle, link, mut reach) = (app.handle().clone(), shell.link.clone(), shell.link.reach());
+                let cancel = shell.cancel.clone();
+                tauri::async_runtime::spawn(shell.tracker.track_future(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        known = reach.wait_for(|r| *r != link::Reach::Starting) => if known.is_ok() {
+                            inspector::open(&handle, link.base_url(), None);
+                        }
+                    }
+                }));
             }
             Ok(())
         })

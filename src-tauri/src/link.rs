@@ -226,8 +226,12 @@ impl Link {
                         .send_replace(Reach::Unavailable(format!("the memtray server on port {port} went away")));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the core cannot start");
-                    self.inner.reach.send_replace(Reach::Unavailable(e.to_string()));
+                    let reason = e.to_string();
+                    // Said once per reason, not at every retry.
+                    if *self.inner.reach.borrow() != Reach::Unavailable(reason.clone()) {
+                        tracing::error!(error = %reason, "the core cannot start; retrying every {RECONNECT_AFTER:?}");
+                    }
+                    self.inner.reach.send_replace(Reach::Unavailable(reason));
                 }
             }
             tokio::select! {
