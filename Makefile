@@ -2,8 +2,17 @@
 # Both install what a fresh Debian/Ubuntu machine lacks first (`make deps`).
 
 CARGO ?= cargo
-# Debian/Ubuntu packages the build needs (rusqlite bundles SQLite and compiles it with cc).
-APT_PACKAGES := build-essential pkg-config
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# Debian/Ubuntu packages: the build (rusqlite bundles SQLite; Tauri needs WebKitGTK and the app indicator),
+# the desktop tests (Xvfb, a session bus, dbus-next for the fake tray host and notification daemon, X tools
+# for window checks and screenshots) and the inspector's browser tests (Chromium and its WebDriver).
+APT_PACKAGES := build-essential pkg-config libssl-dev \
+	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
+	xvfb xauth dbus dbus-x11 at-spi2-core x11-utils imagemagick python3 python3-dbus-next python3-xlib \
+	chromium chromium-driver
+# The desktop tests run the built binaries on a virtual display with a private session bus.
+DESKTOP_TESTS := MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/debug/memtray-desktop MEMTRAY_BIN=$(TARGET_DIR)/debug/memtray \
+	xvfb-run -a dbus-run-session -- /usr/bin/python3 -m unittest discover -s tests/desktop -t tests/desktop
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps run test bench lint fmt
@@ -16,23 +25,37 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get -o DPkg::Lock::Timeout=900 update -q && \
-		{ $(SUDO) apt-get -o DPkg::Lock::Timeout=900 install -y -q $$missing || \
-		  $(SUDO) apt-get -o DPkg::Lock::Timeout=900 install -y -q $$missing; }; \
+		{ for try in 1 2 3; do \
+		    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q $$missing && break; \
+		    [ $$try = 3 ] && exit 1; echo "apt-get failed; trying again"; sleep 2; \
+		  done; }; \
 	fi
 
-# The headless server on 127.0.0.1:37777 (MEMTRAY_PORT overrides) until Ctrl-C.
+# The tray app when there is a display; the headless server on 127.0.0.1:37777 (MEMTRAY_PORT overrides)
+# otherwise, until Ctrl-C.
 run: deps
-	$(CARGO) run --release --bin memtray -- serve
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		$(CARGO) run --release -p memtray-desktop; \
+	else \
+		echo "no display: running the headless server (inspector at http://127.0.0.1:$${MEMTRAY_PORT:-37777}/)"; \
+		$(CARGO) run --release --bin memtray -- serve; \
+	fi
 
 # The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary,
-# session-manager semantics, the SIGKILL crash test.
+# session-manager semantics, the SIGKILL crash test, the inspector in a real browser, then the desktop app
+# on a virtual display.
 test: deps
 	$(CARGO) test --workspace --lib --bins --tests
+	$(CARGO) build -p memtray -p memtray-desktop --bins
+	$(DESKTOP_TESTS) -v
 
 # Figures for speed and memory (not timed tests).
 bench: deps
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench hook
+	$(CARGO) build --release -p memtray-desktop
+	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
+		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py
 
 lint:
 	$(CARGO) fmt --all -- --check

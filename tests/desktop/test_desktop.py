@@ -66,6 +66,27 @@ def x_windows():
     return names
 
 
+def close_window(name):
+    """What a window manager does when the user clicks a window's close button: WM_DELETE_WINDOW."""
+    from Xlib import X, display, protocol
+
+    d = display.Display()
+    try:
+        root = d.screen().root
+        delete, protocols = d.intern_atom("WM_DELETE_WINDOW"), d.intern_atom("WM_PROTOCOLS")
+        closed = 0
+        for window in root.query_tree().children:
+            if window.get_wm_name() == name and window.get_attributes().map_state == X.IsViewable:
+                event = protocol.event.ClientMessage(window=window, client_type=protocols,
+                                                     data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+                window.send_event(event)
+                closed += 1
+        d.flush()
+        return closed
+    finally:
+        d.close()
+
+
 def screenshot(name):
     os.makedirs(ARTIFACTS, exist_ok=True)
     path = os.path.join(ARTIFACTS, name)
@@ -311,7 +332,13 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         await asyncio.sleep(4)  # let the page load and paint before the picture
         shot = screenshot("inspector-window.png")
         self.assertGreater(colours(shot), 16, "the screenshot should show a rendered page, not a blank screen")
-        self.assertTrue(app.proc.poll() is None)
+        # Closing the window destroys it and leaves the app running; the menu opens a new one.
+        self.assertEqual(close_window("memtray"), 1)
+        await until("the window to go", lambda: "memtray" not in x_windows())
+        await asyncio.sleep(1)
+        self.assertIsNone(app.proc.poll(), "closing the inspector must not quit the app")
+        await tray.click("Open Inspector")
+        await until("a new inspector window", lambda: "memtray" in x_windows(), timeout=30)
 
     async def test_start_at_login_writes_and_removes_the_autostart_entry(self):
         # From a folder with a space, so the Exec line needs quoting.
