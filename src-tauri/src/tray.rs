@@ -85,6 +85,39 @@ fn status_line(status: &Status, reach: &Reach) -> String {
     line
 }
 
+/// What the changing menu items say, so they are touched only when it changes (each change is a D-Bus
+/// signal to the panel).
+#[derive(Debug, PartialEq, Eq)]
+struct MenuState {
+    line: String,
+    retryable: i64,
+    can_retry: bool,
+    paused: bool,
+    can_pause: bool,
+}
+
+impl MenuState {
+    fn of(status: &Status, reach: &Reach) -> MenuState {
+        let reachable = matches!(reach, Reach::Embedded | Reach::Attached);
+        let retryable = status.stuck + status.failed;
+        MenuState {
+            line: status_line(status, reach),
+            retryable,
+            can_retry: reachable && retryable > 0,
+            paused: status.paused,
+            can_pause: reachable,
+        }
+    }
+
+    fn apply(&self, items: &Items) {
+        let _ = items.status.set_text(&self.line);
+        let _ = items.retry.set_text(format!("Retry stuck ({})", self.retryable));
+        let _ = items.retry.set_enabled(self.can_retry);
+        let _ = items.pause.set_checked(self.paused);
+        let _ = items.pause.set_enabled(self.can_pause);
+    }
+}
+
 /// The menu items that change; managed state, so menu clicks can put check boxes right.
 #[derive(Clone)]
 struct Items {
@@ -156,6 +189,7 @@ pub fn create(app: &AppHandle, shell: &Shell) -> tauri::Result<()> {
 /// Keeps the icon and the menu in step with the status and the reach, until both watches close.
 async fn follow(tray: TrayIcon, items: Items, mut status: watch::Receiver<Status>, mut reach: watch::Receiver<Reach>) {
     let mut shown: Option<Look> = None;
+    let mut applied: Option<MenuState> = None;
     let mut frame = 0usize;
     let mut ticker: Option<tokio::time::Interval> = None;
     loop {
@@ -179,12 +213,11 @@ async fn follow(tray: TrayIcon, items: Items, mut status: watch::Receiver<Status
             }
         }
         shown = Some(look);
-        let _ = items.status.set_text(status_line(&now, &how));
-        let retryable = now.stuck + now.failed;
-        let _ = items.retry.set_text(format!("Retry stuck ({retryable})"));
-        let _ = items.retry.set_enabled(retryable > 0 && how != Reach::Starting);
-        let _ = items.pause.set_checked(now.paused);
-        let _ = items.pause.set_enabled(matches!(how, Reach::Embedded | Reach::Attached));
+        let menu = MenuState::of(&now, &how);
+        if applied.as_ref() != Some(&menu) {
+            menu.apply(&items);
+            applied = Some(menu);
+        }
         // Wait for the next change, drawing frames meanwhile when spinning.
         loop {
             tokio::select! {

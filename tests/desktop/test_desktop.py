@@ -319,6 +319,20 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         with open(os.path.join(app.env["MEMTRAY_STATE_DIR"], "desktop.json")) as f:
             self.assertEqual(json.load(f), {"notifications": False})
 
+    async def test_without_a_notification_service_the_app_logs_once_and_runs_on(self):
+        await self.bus.release_name("org.freedesktop.Notifications")
+        app = self.start()
+        await self.tray_of(app)
+        summarized_session(app, "n1", "ledger")
+        await until("the first summary", lambda: app.get("/api/summaries")["total"] >= 1)
+        await until("the log line", lambda: "no desktop notification service" in app.log_text())
+        summarized_session(app, "n2", "api")
+        await until("the second summary", lambda: app.get("/api/summaries")["total"] >= 2)
+        await asyncio.sleep(7)  # past the longest burst
+        self.assertEqual(app.log_text().count("no desktop notification service"), 1, app.log_text())
+        self.assertEqual(self.notifications.shown, [])
+        self.assertIsNone(app.proc.poll())
+
     async def _checked(self, tray, label, want):
         return (await tray.item(label))["checked"] is want
 
