@@ -47,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/sessions/complete", post(claude_mem::complete))
         .route("/api/stats", get(inspector::stats))
         .route("/api/sessions", get(inspector::sessions))
+        .route("/api/projects", get(inspector::projects))
         .route("/api/sessions/{id}", get(inspector::session).delete(inspector::delete_session))
         .route("/api/queue", get(inspector::queue))
         .route("/api/queue/retry-stuck", post(inspector::retry_stuck))
