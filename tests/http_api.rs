@@ -421,3 +421,35 @@ fn sessions_sort_by_a_whitelisted_column_and_refuse_anything_else() {
         ]})
     );
 }
+
+#[test]
+fn the_inspector_page_and_its_files_are_served_with_a_strict_policy() {
+    let server = TestServer::start(&[]);
+    let agent = support::http();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/sessions.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let mut response = agent.get(&server.url(path)).call().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header("content-type").as_deref(), Some(content_type), "{path}");
+        assert_eq!(header("cache-control").as_deref(), Some("no-cache"), "{path}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        let csp = header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        let body = response.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty(), "{path}");
+    }
+    for path in ["/ui/nope.js", "/ui/..%2FCargo.toml", "/ui/"] {
+        let (status, answer) = server.get(path);
+        assert_eq!(status, 404, "{path}");
+        if path != "/ui/" {
+            assert_eq!(answer["error"]["code"], "not_found", "{path}: {answer}");
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The HTTP API on loopback: the claude-mem worker's intake endpoints (so its hooks work unchanged),
-//! memtray's own API for the inspector, and the `/stream` of server-sent events.
+//! memtray's own API for the inspector, the `/stream` of server-sent events, and the inspector web UI.
 //!
 //! Handlers translate HTTP to session-manager calls and back; they hold no state of their own. Every body is
 //! size-limited and every rejection answers in the API's JSON error format.
@@ -9,6 +9,7 @@ mod claude_mem;
 pub mod error;
 mod inspector;
 mod stream;
+mod ui;
 
 use std::sync::Arc;
 
@@ -57,6 +58,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/observations", get(inspector::observations))
         .route("/api/summaries", get(inspector::summaries))
         .route("/stream", get(stream::stream))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
