@@ -44,6 +44,47 @@ export function replace(parent, ...children) {
   }
 }
 
+/** The data each reconciled node was built from, to tell whether it must be rebuilt. */
+const builtFrom = new WeakMap();
+
+/**
+ * Makes `parent`'s children one node per item, in order, reusing the node of an item whose data did not
+ * change, so a live refresh leaves untouched rows alone: focus, hover, selection and a click in progress
+ * survive, and the DOM does not churn. `keyOf(item)` must be unique; `build(item)` makes a fresh node.
+ */
+export function reconcile(parent, items, keyOf, build) {
+  const active = document.activeElement;
+  const focusKey = active && parent.contains(active) ? active.dataset.key : undefined;
+  const existing = new Map();
+  for (const node of parent.children) {
+    if (node.dataset.itemKey !== undefined) existing.set(node.dataset.itemKey, node);
+  }
+  const wanted = items.map((item) => {
+    const key = String(keyOf(item));
+    const data = JSON.stringify(item);
+    const old = existing.get(key);
+    if (old && builtFrom.get(old) === data) return old;
+    const node = build(item);
+    node.dataset.itemKey = key;
+    builtFrom.set(node, data);
+    return node;
+  });
+  const keep = new Set(wanted);
+  for (const node of [...parent.childNodes]) {
+    if (!keep.has(node)) node.remove();
+  }
+  // Move only what is out of place: a node that stays where it is keeps its focus.
+  let at = parent.firstChild;
+  for (const node of wanted) {
+    if (node === at) at = at.nextSibling;
+    else parent.insertBefore(node, at);
+  }
+  if (focusKey !== undefined && !parent.contains(document.activeElement)) {
+    const again = parent.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    if (again && !again.disabled) again.focus({ preventScroll: true });
+  }
+}
+
 /** A number with thousands separators. */
 export function count(n) {
   return Number(n ?? 0).toLocaleString();

@@ -4,7 +4,7 @@
 // heavier query) is fetched on load and then at most every 5 seconds while events flow.
 
 import { get } from './api.js';
-import { count, el, replace } from './dom.js';
+import { count, el, reconcile } from './dom.js';
 import { noSessionsYet, sessionRow } from './sessions.js';
 
 const STATS_EVERY_MS = 5000;
@@ -32,6 +32,10 @@ export class OverviewView {
   #statsAt = -Infinity;
   #statsTimer = null;
   #recent;
+  #table;
+  #rows;
+  #all;
+  #empty = null;
   #attention;
 
   constructor(ctx) {
@@ -47,7 +51,25 @@ export class OverviewView {
       }),
     );
     this.#attention = el('p', { class: 'attention', hidden: true });
-    this.#recent = el('div', { class: 'recent' });
+    this.#rows = el('tbody');
+    this.#all = el('a', { href: '#/sessions' });
+    this.#table = el(
+      'div',
+      { class: 'recent', hidden: true },
+      el(
+        'div',
+        { class: 'table-wrap' },
+        el(
+          'table',
+          { class: 'data sessions' },
+          el('caption', { class: 'visually-hidden', text: 'The most recently active sessions' }),
+          el('thead', {}, el('tr', {}, ['Project', 'Session', 'Status', 'Started', 'Prompts', 'Queue', 'Last activity'].map((h) => el('th', { scope: 'col', class: h === 'Prompts' ? 'num' : null, text: h })))),
+          this.#rows,
+        ),
+      ),
+      el('p', {}, this.#all),
+    );
+    this.#recent = el('div', {}, this.#table);
     this.root = el(
       'section',
       { class: 'view', 'aria-labelledby': 'overview-title' },
@@ -91,24 +113,15 @@ export class OverviewView {
     if (stats) this.#stats = stats;
     this.#showStats();
     if (recent.total === 0) {
-      replace(this.#recent, noSessionsYet());
+      this.#table.hidden = true;
+      this.#empty ??= this.#recent.appendChild(noSessionsYet());
       return;
     }
-    replace(
-      this.#recent,
-      el(
-        'div',
-        { class: 'table-wrap' },
-        el(
-          'table',
-          { class: 'data sessions' },
-          el('caption', { class: 'visually-hidden', text: 'The most recently active sessions' }),
-          el('thead', {}, el('tr', {}, ['Project', 'Session', 'Status', 'Started', 'Prompts', 'Queue', 'Last activity'].map((h) => el('th', { scope: 'col', class: h === 'Prompts' ? 'num' : null, text: h })))),
-          el('tbody', {}, recent.sessions.map(sessionRow)),
-        ),
-      ),
-      el('p', {}, el('a', { href: '#/sessions', text: `All ${count(recent.total)} sessions →` })),
-    );
+    this.#empty?.remove();
+    this.#empty = null;
+    this.#table.hidden = false;
+    reconcile(this.#rows, recent.sessions, (item) => item.id, sessionRow);
+    this.#all.textContent = `All ${count(recent.total)} sessions →`;
   }
 
   destroy() {

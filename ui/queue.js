@@ -4,7 +4,7 @@
 
 import { get, post } from './api.js';
 import { confirmAction } from './confirm.js';
-import { count, el, emptyState, plural, replace } from './dom.js';
+import { count, el, emptyState, plural, reconcile, replace } from './dom.js';
 import { messageStatus, messageWhat } from './session.js';
 import { projectName } from './sessions.js';
 import { timeEl } from './time.js';
@@ -19,21 +19,42 @@ export class QueueView {
   #ctx;
   #counts;
   #retryAll;
-  #list;
+  #table;
+  #rows;
+  #more;
+  #empty;
   #busy = new Set();
+  /** Each message's Retry and Abort buttons, kept across redraws of its row so a click is never lost. */
+  #buttons = new Map();
 
   constructor(ctx) {
     this.#ctx = ctx;
     this.#counts = el('dl', { class: 'cards compact' });
     this.#retryAll = el('button', { type: 'button', dataset: { key: 'retry-all' }, on: { click: () => this.#retryStuck() } }, 'Retry all stuck and failed');
-    this.#list = el('div', { class: 'queue-list' });
+    this.#rows = el('tbody');
+    this.#more = el('p', { class: 'muted', hidden: true });
+    this.#table = el(
+      'div',
+      { class: 'table-wrap', hidden: true },
+      el(
+        'table',
+        { class: 'data queue' },
+        el('caption', { class: 'visually-hidden', text: 'Unfinished messages, stuck and failed first' }),
+        el('thead', {}, el('tr', {}, ['Message', 'Session', 'What', 'Status', 'Attempts', 'Last error', 'Queued', 'Actions'].map((h) => el('th', { scope: 'col', class: h === 'Attempts' || h === 'Message' ? 'num' : null, text: h })))),
+        this.#rows,
+      ),
+    );
+    this.#empty = emptyState('Nothing waiting', el('p', { text: 'Every message has been processed. New tool uses show up here while they wait for their turn.' }));
+    this.#empty.hidden = true;
     this.root = el(
       'section',
       { class: 'view', 'aria-labelledby': 'queue-title' },
       el('h1', { id: 'queue-title', text: 'Queue' }),
       this.#counts,
       el('div', { class: 'toolbar' }, this.#retryAll),
-      this.#list,
+      this.#empty,
+      this.#table,
+      this.#more,
     );
   }
 
@@ -59,30 +80,32 @@ export class QueueView {
       ),
     );
     this.#retryAll.disabled = counts.stuck + counts.failed === 0 || this.#busy.has('all');
-    if (messages.length === 0) {
-      replace(this.#list, emptyState('Nothing waiting', el('p', { text: 'Every message has been processed. New tool uses show up here while they wait for their turn.' })));
-      return;
+    this.#empty.hidden = messages.length > 0;
+    this.#table.hidden = messages.length === 0;
+    const listed = new Set(messages.map((m) => m.id));
+    for (const id of this.#buttons.keys()) {
+      if (!listed.has(id)) this.#buttons.delete(id);
     }
+    reconcile(this.#rows, messages, (m) => m.id, (m) => this.#row(m));
     const total = counts.pending + counts.processing + counts.failed;
-    replace(
-      this.#list,
-      el(
-        'div',
-        { class: 'table-wrap' },
-        el(
-          'table',
-          { class: 'data queue' },
-          el('caption', { class: 'visually-hidden', text: 'Unfinished messages, stuck and failed first' }),
-          el('thead', {}, el('tr', {}, ['Message', 'Session', 'What', 'Status', 'Attempts', 'Last error', 'Queued', 'Actions'].map((h) => el('th', { scope: 'col', class: h === 'Attempts' || h === 'Message' ? 'num' : null, text: h })))),
-          el('tbody', {}, messages.map((m) => this.#row(m))),
-        ),
-      ),
-      messages.length < total ? el('p', { class: 'muted', text: `Showing the first ${count(messages.length)} of ${plural(total, 'message')}.` }) : null,
-    );
+    this.#more.hidden = messages.length >= total;
+    this.#more.textContent = `Showing the first ${count(messages.length)} of ${plural(total, 'message')}.`;
   }
 
   #row(m) {
     const retryable = m.status === 'failed' || m.stuck;
+    let buttons = this.#buttons.get(m.id);
+    if (!buttons) {
+      buttons = {
+        retry: el('button', { type: 'button', class: 'retry', dataset: { key: `retry-${m.id}`, action: 'retry' }, 'aria-label': `Retry message ${m.id}` }, 'Retry'),
+        abort: el('button', { type: 'button', class: 'abort danger', dataset: { key: `abort-${m.id}`, action: 'abort' }, 'aria-label': `Abort message ${m.id}` }, 'Abort'),
+        message: m,
+      };
+      buttons.retry.addEventListener('click', () => this.#retry(buttons.message));
+      buttons.abort.addEventListener('click', () => this.#abort(buttons.message));
+      this.#buttons.set(m.id, buttons);
+    }
+    buttons.message = m;
     return el(
       'tr',
       { dataset: { messageId: m.id, status: m.stuck ? 'stuck' : m.status } },
@@ -93,14 +116,7 @@ export class QueueView {
       el('td', { class: 'num', text: count(m.attempts) }),
       el('td', { class: 'error-text', text: m.last_error ?? '' }),
       el('td', {}, timeEl(m.created_at)),
-      el(
-        'td',
-        { class: 'actions' },
-        retryable
-          ? el('button', { type: 'button', class: 'retry', dataset: { key: `retry-${m.id}`, action: 'retry' }, 'aria-label': `Retry message ${m.id}`, on: { click: () => this.#retry(m) } }, 'Retry')
-          : null,
-        el('button', { type: 'button', class: 'abort danger', dataset: { key: `abort-${m.id}`, action: 'abort' }, 'aria-label': `Abort message ${m.id}`, on: { click: () => this.#abort(m) } }, 'Abort'),
-      ),
+      el('td', { class: 'actions' }, retryable ? buttons.retry : null, buttons.abort),
     );
   }
 

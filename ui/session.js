@@ -3,7 +3,7 @@
 // event concerns this session, or when the queue moved while this session still has unfinished messages.
 
 import { get } from './api.js';
-import { badge, count, el, emptyState, plural, replace } from './dom.js';
+import { badge, count, el, emptyState, plural, reconcile, replace } from './dom.js';
 import { sessionOf } from './live.js';
 import { projectName } from './sessions.js';
 import { timeEl } from './time.js';
@@ -77,6 +77,8 @@ export class SessionView {
   #showAll = false;
   #data = null;
   #unfinished = false;
+  /** The parts that change, inside a skeleton built on the first render. */
+  #parts = null;
 
   constructor(ctx, route) {
     this.#id = route.id;
@@ -101,6 +103,7 @@ export class SessionView {
   renderError(error) {
     if (error.status !== 404) return false;
     this.title = 'Session not found';
+    this.#parts = null;
     replace(
       this.root,
       el('h1', { text: 'Session not found' }),
@@ -109,62 +112,102 @@ export class SessionView {
     return true;
   }
 
+  #skeleton() {
+    const p = {
+      heading: el('h1'),
+      facts: el('dl', { class: 'facts-grid' }),
+      summariesTitle: el('h2', { text: 'Summary' }),
+      summaries: el('div', { class: 'summaries' }),
+      noSummary: el('p', { class: 'muted' }),
+      prompts: el('ol', { class: 'prompts' }),
+      noPrompts: el('p', { class: 'muted', text: 'No prompts stored (none yet, or all private).' }),
+      observationsCount: el('span', { class: 'muted' }),
+      observations: el('ol', { class: 'observations', reversed: true }),
+      noObservations: el('p', { class: 'muted', text: 'No observations yet: each tool use the agent makes becomes one.' }),
+      more: el('p'),
+      messages: el('tbody'),
+      messagesTable: null,
+      noMessages: el('p', { class: 'muted', text: 'No queue messages (processed ones are pruned after the retention period).' }),
+    };
+    p.messagesTable = el(
+      'div',
+      { class: 'table-wrap' },
+      el(
+        'table',
+        { class: 'data messages' },
+        el('caption', { class: 'visually-hidden', text: 'This session’s queue messages' }),
+        el('thead', {}, el('tr', {}, ['Message', 'What', 'Status', 'Attempts', 'Last error', 'Queued'].map((h) => el('th', { scope: 'col', class: h === 'Attempts' || h === 'Message' ? 'num' : null, text: h })))),
+        p.messages,
+      ),
+    );
+    replace(
+      this.root,
+      el('p', { class: 'crumbs' }, el('a', { href: '#/sessions', text: '← All sessions' })),
+      p.heading,
+      p.facts,
+      p.summariesTitle,
+      p.summaries,
+      p.noSummary,
+      el('h2', { text: 'Prompts' }),
+      p.prompts,
+      p.noPrompts,
+      el('h2', {}, 'Observations ', p.observationsCount),
+      p.observations,
+      p.noObservations,
+      p.more,
+      el('h2', { text: 'Queue messages' }),
+      p.messagesTable,
+      p.noMessages,
+    );
+    return p;
+  }
+
   render(data) {
     this.#data = data;
     const { session, prompts, observations, summaries, messages } = data;
     this.#unfinished = messages.some((m) => m.status === 'pending' || m.status === 'processing');
     this.title = `${projectName(session.project)} · session ${session.id}`;
+    this.#parts ??= this.#skeleton();
+    const p = this.#parts;
+
+    replace(p.heading, projectName(session.project), ' ', badge(session.status));
+    replace(
+      p.facts,
+      el('div', {}, el('dt', { text: 'Session' }), el('dd', { class: 'mono', text: session.agent_session_id })),
+      el('div', {}, el('dt', { text: 'Started' }), el('dd', {}, timeEl(session.started_at))),
+      el('div', {}, el('dt', { text: 'Ended' }), el('dd', {}, timeEl(session.ended_at))),
+      el('div', {}, el('dt', { text: 'Last activity' }), el('dd', {}, timeEl(session.last_activity_at))),
+      el('div', {}, el('dt', { text: 'Prompts' }), el('dd', { text: count(session.prompt_counter) })),
+      el('div', {}, el('dt', { text: 'Observations' }), el('dd', { text: count(observations.length) })),
+    );
+
+    p.summariesTitle.textContent = summaries.length > 1 ? 'Summaries' : 'Summary';
+    reconcile(p.summaries, summaries.slice().reverse(), (s) => s.id, summaryItem);
+    p.noSummary.hidden = summaries.length > 0;
+    p.noSummary.textContent = session.status === 'active' ? 'No summary yet: one is made when the agent stops.' : 'No summary.';
+
+    reconcile(p.prompts, prompts, (prompt) => prompt.prompt_number, (prompt) => el('li', { value: prompt.prompt_number, text: prompt.text }));
+    p.noPrompts.hidden = prompts.length > 0;
+
+    // Newest first, so what just happened is at the top.
     const newestFirst = observations.slice().reverse();
     const shown = this.#showAll ? newestFirst : newestFirst.slice(0, SHOWN);
-    replace(
-      this.root,
-      el('p', { class: 'crumbs' }, el('a', { href: '#/sessions', text: '← All sessions' })),
-      el('h1', {}, projectName(session.project), ' ', badge(session.status)),
-      el(
-        'dl',
-        { class: 'facts-grid' },
-        el('div', {}, el('dt', { text: 'Session' }), el('dd', { class: 'mono', text: session.agent_session_id })),
-        el('div', {}, el('dt', { text: 'Started' }), el('dd', {}, timeEl(session.started_at))),
-        el('div', {}, el('dt', { text: 'Ended' }), el('dd', {}, timeEl(session.ended_at))),
-        el('div', {}, el('dt', { text: 'Last activity' }), el('dd', {}, timeEl(session.last_activity_at))),
-        el('div', {}, el('dt', { text: 'Prompts' }), el('dd', { text: count(session.prompt_counter) })),
-        el('div', {}, el('dt', { text: 'Observations' }), el('dd', { text: count(observations.length) })),
-      ),
-      el('h2', { text: summaries.length > 1 ? 'Summaries' : 'Summary' }),
-      summaries.length
-        ? summaries.slice().reverse().map(summaryItem)
-        : el('p', { class: 'muted', text: session.status === 'active' ? 'No summary yet: one is made when the agent stops.' : 'No summary.' }),
-      el('h2', { text: 'Prompts' }),
-      prompts.length
-        ? el('ol', { class: 'prompts' }, prompts.map((p) => el('li', { value: p.prompt_number, text: p.text })))
-        : el('p', { class: 'muted', text: 'No prompts stored (none yet, or all private).' }),
-      el('h2', {}, 'Observations ', el('span', { class: 'muted', text: `(${count(observations.length)})` })),
-      observations.length
-        ? el('ol', { class: 'observations', reversed: true, start: observations.length }, shown.map(observationItem))
-        : el('p', { class: 'muted', text: 'No observations yet: each tool use the agent makes becomes one.' }),
-      shown.length < observations.length
-        ? el(
-            'p',
-            {},
-            `Showing the newest ${count(shown.length)} of ${plural(observations.length, 'observation')}. `,
-            el('button', { type: 'button', dataset: { key: 'show-all' }, on: { click: () => this.#expand() } }, 'Show all'),
-          )
-        : null,
-      el('h2', { text: 'Queue messages' }),
-      messages.length
-        ? el(
-            'div',
-            { class: 'table-wrap' },
-            el(
-              'table',
-              { class: 'data messages' },
-              el('caption', { class: 'visually-hidden', text: 'This session’s queue messages' }),
-              el('thead', {}, el('tr', {}, ['Message', 'What', 'Status', 'Attempts', 'Last error', 'Queued'].map((h) => el('th', { scope: 'col', class: h === 'Attempts' || h === 'Message' ? 'num' : null, text: h })))),
-              el('tbody', {}, messages.map(messageRow)),
-            ),
-          )
-        : el('p', { class: 'muted', text: 'No queue messages (processed ones are pruned after the retention period).' }),
-    );
+    p.observationsCount.textContent = `(${count(observations.length)})`;
+    p.observations.start = observations.length;
+    reconcile(p.observations, shown, (o) => o.id, observationItem);
+    p.noObservations.hidden = observations.length > 0;
+    p.more.hidden = shown.length === observations.length;
+    if (!p.more.hidden) {
+      replace(
+        p.more,
+        `Showing the newest ${count(shown.length)} of ${plural(observations.length, 'observation')}. `,
+        el('button', { type: 'button', dataset: { key: 'show-all' }, on: { click: () => this.#expand() } }, 'Show all'),
+      );
+    }
+
+    reconcile(p.messages, messages, (m) => m.id, messageRow);
+    p.messagesTable.hidden = messages.length === 0;
+    p.noMessages.hidden = messages.length > 0;
   }
 
   #expand() {

@@ -3,7 +3,7 @@
 // one page of 50 at a time. The filters, sort and page live in the URL hash, so Back and reload keep them.
 
 import { get } from './api.js';
-import { badge, count, el, emptyState, replace } from './dom.js';
+import { badge, count, el, emptyState, reconcile } from './dom.js';
 import { timeEl } from './time.js';
 
 const PAGE_SIZE = 50;
@@ -229,7 +229,7 @@ export class SessionsView {
     }
     const column = COLUMNS.find((c) => c.sort === state.sort).label.toLowerCase();
     this.#caption.textContent = `Sessions sorted by ${column}, ${state.order === 'asc' ? 'ascending' : 'descending'}`;
-    replace(this.#body, page.sessions.map(sessionRow));
+    reconcile(this.#body, page.sessions, (item) => item.id, sessionRow);
     const first = page.offset + 1;
     const last = page.offset + page.sessions.length;
     this.#range.textContent = `${count(first)}–${count(last)} of ${count(page.total)} · page ${count(state.page)} of ${count(lastPage)}`;
