@@ -11,7 +11,8 @@
 //! - [`provider`]: the `Provider` trait; `local` (offline default) and `faults` (test injection).
 //! - [`status`]: the processing status, published as a `watch` of the latest value.
 //! - [`events`]: what happened, published on a broadcast bus for the event stream.
-//! - [`intake`]: the HTTP API (claude-mem compatible intake, inspector API, event stream).
+//! - [`intake`]: the HTTP API (claude-mem compatible intake, inspector API, event stream) and the inspector
+//!   web UI (the top-level `ui/` folder, embedded).
 //! - [`server`]: binds, serves and shuts down the whole core in order.
 //! - [`client`]: a small blocking client of a running server (`memtray status`).
 //! - [`claude_code`]: Claude Code's hook events, transcript reconciliation and the hook inbox.

@@ -377,3 +377,79 @@ fn the_inspector_api_lists_sessions_queues_and_memory() {
     assert_eq!(summaries["items"][0]["request"], "work on alpha");
     assert_eq!(server.get("/api/summaries?project=beta").1["total"], 0);
 }
+
+#[test]
+fn sessions_sort_by_a_whitelisted_column_and_refuse_anything_else() {
+    let server = TestServer::start(&[]);
+    // (session, project, prompts), started in this order.
+    for (s, project, prompts) in [("s1", "ledger", 3), ("s2", "Atlas", 1), ("s3", "zebra", 2)] {
+        for _ in 0..prompts {
+            server.post("/api/sessions/init", &json!({"claudeSessionId": s, "project": project, "prompt": "go"}));
+        }
+    }
+    // s1 is active again last.
+    server.post("/api/sessions/observations", &observation("s1", "t1", "Read"));
+    let order = |query: &str| -> Vec<String> {
+        let (status, page) = server.get(&format!("/api/sessions{query}"));
+        assert_eq!(status, 200, "{query}: {page}");
+        page["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["agent_session_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(order(""), ["s1", "s3", "s2"], "most recently active first by default");
+    assert_eq!(order("?sort=last_activity&order=asc"), ["s2", "s3", "s1"]);
+    assert_eq!(order("?sort=started"), ["s3", "s2", "s1"]);
+    assert_eq!(order("?sort=started&order=asc"), ["s1", "s2", "s3"]);
+    assert_eq!(order("?sort=project&order=asc"), ["s2", "s1", "s3"], "case-insensitive");
+    assert_eq!(order("?sort=prompts&order=desc"), ["s1", "s3", "s2"]);
+    assert_eq!(order("?sort=prompts&order=asc&limit=1&offset=1"), ["s3"]);
+    for bad in ["sort=bogus", "sort=project;DROP%20TABLE%20sessions", "order=sideways", "sort=", "limit=many"] {
+        let (status, answer) = server.get(&format!("/api/sessions?{bad}"));
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_query")), "{bad}: {answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{bad}: {answer}");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM sessions"), 3);
+
+    let (_, projects) = server.get("/api/projects");
+    assert_eq!(
+        projects,
+        json!({"projects": [
+            {"project": "Atlas", "sessions": 1}, {"project": "ledger", "sessions": 1}, {"project": "zebra", "sessions": 1}
+        ]})
+    );
+}
+
+#[test]
+fn the_inspector_page_and_its_files_are_served_with_a_strict_policy() {
+    let server = TestServer::start(&[]);
+    let agent = support::http();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/sessions.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let mut response = agent.get(&server.url(path)).call().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header("content-type").as_deref(), Some(content_type), "{path}");
+        assert_eq!(header("cache-control").as_deref(), Some("no-cache"), "{path}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        let csp = header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        let body = response.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty(), "{path}");
+    }
+    for path in ["/ui/nope.js", "/ui/..%2FCargo.toml", "/ui/"] {
+        let (status, answer) = server.get(path);
+        assert_eq!(status, 404, "{path}");
+        if path != "/ui/" {
+            assert_eq!(answer["error"]["code"], "not_found", "{path}: {answer}");
+        }
+    }
+}

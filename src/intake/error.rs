@@ -2,8 +2,9 @@
 //! in `{"error": {"code", "message"}}`. Causes go to the log; the client gets words it can act on.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -17,6 +18,9 @@ pub enum ApiError {
     /// The body was not accepted (content type, JSON syntax, fields, size).
     #[error(transparent)]
     Body(#[from] JsonRejection),
+    /// The query string has an unknown value or the wrong type (`?sort=bogus`, `?limit=-1`).
+    #[error(transparent)]
+    Query(#[from] QueryRejection),
     /// The JSON parsed but a value is unusable.
     #[error("{0}")]
     Invalid(&'static str),
@@ -48,6 +52,7 @@ impl ApiError {
                 };
                 (status, code, rejection.body_text())
             }
+            ApiError::Query(rejection) => (StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()),
             ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", message.to_string()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Session(SessionError::ShuttingDown) => (
@@ -88,5 +93,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(ApiJson(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// `Query<T>` whose rejections answer in the API's error format (400, `invalid_query`).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ApiQuery(Query::<T>::from_request_parts(parts, state).await?.0))
     }
 }

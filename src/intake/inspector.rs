@@ -2,14 +2,14 @@
 //! its stuck and failed messages, retry and abort, and pages of observations and summaries.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::messages::MessageFilter;
-use crate::store::sessions::SessionQuery;
+use crate::store::sessions::{SessionQuery, SessionSort, SortOrder};
 use crate::store::{memories, messages, now_ms, sessions, stats};
 
 const DEFAULT_PAGE: u32 = 50;
@@ -21,6 +21,16 @@ pub(super) struct Page {
     offset: Option<u32>,
     project: Option<String>,
     status: Option<String>,
+}
+
+/// How `/api/sessions` orders its page; read from the same query string as the `Page`. Unknown values are
+/// refused by the extractor (400), never written into SQL.
+#[derive(Deserialize, Default)]
+pub(super) struct Ordering {
+    #[serde(default)]
+    sort: SessionSort,
+    #[serde(default)]
+    order: SortOrder,
 }
 
 impl Page {
@@ -48,18 +58,29 @@ pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(answer))
 }
 
-pub(super) async fn sessions(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn sessions(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(ordering): ApiQuery<Ordering>,
+) -> Result<Json<Value>, ApiError> {
     if page.status.as_deref().is_some_and(|s| s != "active" && s != "completed") {
         return Err(ApiError::Invalid("status must be active or completed"));
     }
     let query = SessionQuery {
         project: page.project(),
         status: page.status.clone(),
+        sort: ordering.sort,
+        order: ordering.order,
         limit: page.limit(),
         offset: page.offset(),
     };
     let (items, total) = state.manager.store().read(move |c| sessions::list(c, &query)).await?;
     Ok(Json(json!({ "sessions": items, "total": total, "limit": page.limit(), "offset": page.offset() })))
+}
+
+pub(super) async fn projects(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let projects = state.manager.store().read(sessions::projects).await?;
+    Ok(Json(json!({ "projects": projects })))
 }
 
 pub(super) async fn session(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
@@ -93,7 +114,10 @@ pub(super) async fn delete_session(
     }
 }
 
-pub(super) async fn queue(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn queue(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Value>, ApiError> {
     let stuck_before = stuck_before(&state);
     let limit = page.limit();
     let (list, totals) = state
@@ -148,7 +172,7 @@ pub(super) async fn set_processing(State(state): State<AppState>, ApiJson(body):
 
 pub(super) async fn observations(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, limit, offset) = (page.project(), page.limit(), page.offset());
     let (items, total) =
@@ -158,7 +182,7 @@ pub(super) async fn observations(
 
 pub(super) async fn summaries(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, limit, offset) = (page.project(), page.limit(), page.offset());
     let (items, total) =

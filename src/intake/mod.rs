@@ -1,5 +1,5 @@
 //! The HTTP API on loopback: the claude-mem worker's intake endpoints (so its hooks work unchanged),
-//! memtray's own API for the inspector, and the `/stream` of server-sent events.
+//! memtray's own API for the inspector, the `/stream` of server-sent events, and the inspector web UI.
 //!
 //! Handlers translate HTTP to session-manager calls and back; they hold no state of their own. Every body is
 //! size-limited and every rejection answers in the API's JSON error format.
@@ -9,6 +9,7 @@ mod claude_mem;
 pub mod error;
 mod inspector;
 mod stream;
+mod ui;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/sessions/complete", post(claude_mem::complete))
         .route("/api/stats", get(inspector::stats))
         .route("/api/sessions", get(inspector::sessions))
+        .route("/api/projects", get(inspector::projects))
         .route("/api/sessions/{id}", get(inspector::session).delete(inspector::delete_session))
         .route("/api/queue", get(inspector::queue))
         .route("/api/queue/retry-stuck", post(inspector::retry_stuck))
@@ -56,6 +58,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/observations", get(inspector::observations))
         .route("/api/summaries", get(inspector::summaries))
         .route("/stream", get(stream::stream))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

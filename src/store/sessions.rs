@@ -4,7 +4,7 @@
 //! for every event. Prompts are numbered per session by the session's prompt counter.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Result;
 
@@ -220,20 +220,71 @@ pub struct SessionListItem {
     pub queue: QueueCounts,
 }
 
-/// How a listing is filtered and paged.
+/// What a listing is ordered by. A closed set: each maps to a fixed SQL expression, so nothing a client
+/// sends is ever written into SQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionSort {
+    /// The last event seen (the default).
+    #[default]
+    LastActivity,
+    /// When the session started.
+    Started,
+    /// Project name, case-insensitively.
+    Project,
+    /// How many prompts the session has.
+    Prompts,
+}
+
+impl SessionSort {
+    fn sql(self) -> &'static str {
+        match self {
+            SessionSort::LastActivity => "last_activity_at",
+            SessionSort::Started => "started_at",
+            SessionSort::Project => "project COLLATE NOCASE",
+            SessionSort::Prompts => "prompt_counter",
+        }
+    }
+}
+
+/// Which way a listing is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    /// Smallest first.
+    Asc,
+    /// Largest (newest) first (the default).
+    #[default]
+    Desc,
+}
+
+impl SortOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "ASC",
+            SortOrder::Desc => "DESC",
+        }
+    }
+}
+
+/// How a listing is filtered, ordered and paged.
 #[derive(Debug, Clone, Default)]
 pub struct SessionQuery {
     /// Exact project name.
     pub project: Option<String>,
     /// `active` or `completed`.
     pub status: Option<String>,
+    /// The column to order by; ties are broken by row id in the same direction.
+    pub sort: SessionSort,
+    /// Ascending or descending.
+    pub order: SortOrder,
     /// Rows per page.
     pub limit: u32,
     /// Rows to skip.
     pub offset: u32,
 }
 
-/// Lists sessions, most recently active first, with their queue counts.
+/// Lists sessions in the query's order (most recently active first by default), with their queue counts.
 pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>, i64)> {
     let total: i64 = conn
         .prepare_cached(
@@ -247,7 +298,9 @@ pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>
             (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'processed'),
             (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.status = 'failed')
          FROM sessions s WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR status = ?2)
-         ORDER BY last_activity_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+         ORDER BY {sort} {order}, id {order} LIMIT ?3 OFFSET ?4",
+        sort = q.sort.sql(),
+        order = q.order.sql(),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
@@ -264,4 +317,91 @@ pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>
         })?
         .collect::<Result<_, _>>()?;
     Ok((rows, total))
+}
+
+/// A project with how many sessions it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectCount {
+    /// Project name (empty when the agent sent none).
+    pub project: String,
+    /// Its sessions.
+    pub sessions: i64,
+}
+
+/// Every project that has a session, by name, with its session count.
+pub fn projects(conn: &Connection) -> Result<Vec<ProjectCount>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT project, count(*) FROM sessions GROUP BY project ORDER BY project COLLATE NOCASE, project",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok(ProjectCount { project: r.get(0)?, sessions: r.get(1)? }))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// (agent id, project, started, prompts, last activity)
+    const SEED: &[(&str, &str, i64, i64, i64)] = &[
+        ("a", "ledger", 100, 3, 900),
+        ("b", "Atlas", 200, 1, 700),
+        ("c", "zebra", 300, 5, 800),
+        ("d", "atlas", 400, 5, 600),
+    ];
+
+    fn seeded() -> Connection {
+        let conn = db();
+        for &(agent, project, started, prompts, last) in SEED {
+            let (s, _) = ensure(&conn, agent, project, started).unwrap();
+            for _ in 0..prompts {
+                record_prompt(&conn, s.id, Some("p"), None, started).unwrap();
+            }
+            conn.execute("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1", params![s.id, last]).unwrap();
+        }
+        conn
+    }
+
+    fn order(conn: &Connection, sort: SessionSort, order: SortOrder) -> Vec<String> {
+        let q = SessionQuery { sort, order, limit: 10, ..Default::default() };
+        list(conn, &q).unwrap().0.into_iter().map(|i| i.session.agent_session_id).collect()
+    }
+
+    #[test]
+    fn listings_sort_by_a_whitelisted_column_in_either_direction() {
+        let conn = seeded();
+        assert_eq!(order(&conn, SessionSort::default(), SortOrder::default()), ["a", "c", "b", "d"]);
+        assert_eq!(order(&conn, SessionSort::LastActivity, SortOrder::Asc), ["d", "b", "c", "a"]);
+        assert_eq!(order(&conn, SessionSort::Started, SortOrder::Desc), ["d", "c", "b", "a"]);
+        // Case-insensitive, ties (Atlas, atlas) broken by id in the same direction.
+        assert_eq!(order(&conn, SessionSort::Project, SortOrder::Asc), ["b", "d", "a", "c"]);
+        assert_eq!(order(&conn, SessionSort::Project, SortOrder::Desc), ["c", "a", "d", "b"]);
+        assert_eq!(order(&conn, SessionSort::Prompts, SortOrder::Desc), ["d", "c", "a", "b"]);
+        // Paging follows the order.
+        let q = SessionQuery {
+            sort: SessionSort::Started,
+            order: SortOrder::Asc,
+            limit: 2,
+            offset: 1,
+            ..Default::default()
+        };
+        let (page, total) = list(&conn, &q).unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(page.iter().map(|i| i.session.agent_session_id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn projects_are_listed_once_with_their_session_counts() {
+        let conn = seeded();
+        ensure(&conn, "e", "ledger", 1).unwrap();
+        let names: Vec<(String, i64)> = projects(&conn).unwrap().into_iter().map(|p| (p.project, p.sessions)).collect();
+        assert_eq!(names, [("Atlas".into(), 1), ("atlas".into(), 1), ("ledger".into(), 2), ("zebra".into(), 1)]);
+    }
 }

@@ -1,0 +1,165 @@
+// The overview: whether memtray is processing, active sessions, queue depth, pending / processing / stuck /
+// failed counts, messages processed in the last hour, and the most recently active sessions. The counts
+// follow the stream's processing_status directly; /api/stats (the only source of the hourly figure, and a
+// heavier query) is fetched on load and then at most every 5 seconds while events flow.
+
+import { get } from './api.js';
+import { count, el, reconcile } from './dom.js';
+import { noSessionsYet, sessionRow } from './sessions.js';
+
+const STATS_EVERY_MS = 5000;
+const RECENT = 5;
+
+/** The figures shown, in order: status field, label, and whether a non-zero value needs attention. */
+const METRICS = [
+  ['state', 'Status'],
+  ['activeSessions', 'Active sessions'],
+  ['queueDepth', 'Queue depth'],
+  ['pending', 'Pending'],
+  ['processing', 'Processing now'],
+  ['stuck', 'Stuck', true],
+  ['failed', 'Failed', true],
+  ['processedLastHour', 'Processed in the last hour'],
+];
+
+export class OverviewView {
+  name = 'overview';
+  title = 'Overview';
+  interval = 400;
+  #ctx;
+  #values = new Map();
+  #stats = null;
+  #statsAt = -Infinity;
+  #statsTimer = null;
+  #recent;
+  #table;
+  #rows;
+  #all;
+  #empty = null;
+  #attention;
+
+  constructor(ctx) {
+    this.#ctx = ctx;
+    const cards = el(
+      'dl',
+      { class: 'cards' },
+      METRICS.map(([key, label, alarm]) => {
+        const value = el('dd', { class: 'card-value', text: '…' });
+        const card = el('div', { class: 'card', dataset: { metric: key } }, el('dt', { text: label }), value);
+        this.#values.set(key, { card, value, alarm });
+        return card;
+      }),
+    );
+    this.#attention = el('p', { class: 'attention', hidden: true });
+    this.#rows = el('tbody');
+    this.#all = el('a', { href: '#/sessions' });
+    this.#table = el(
+      'div',
+      { class: 'recent', hidden: true },
+      el(
+        'div',
+        { class: 'table-wrap' },
+        el(
+          'table',
+          { class: 'data sessions' },
+          el('caption', { class: 'visually-hidden', text: 'The most recently active sessions' }),
+          el('thead', {}, el('tr', {}, ['Project', 'Session', 'Status', 'Started', 'Prompts', 'Queue', 'Last activity'].map((h) => el('th', { scope: 'col', class: h === 'Prompts' ? 'num' : null, text: h })))),
+          this.#rows,
+        ),
+      ),
+      el('p', {}, this.#all),
+    );
+    this.#recent = el('div', {}, this.#table);
+    this.root = el(
+      'section',
+      { class: 'view', 'aria-labelledby': 'overview-title' },
+      el('h1', { id: 'overview-title', text: 'Overview' }),
+      cards,
+      this.#attention,
+      el('h2', { text: 'Recently active sessions' }),
+      this.#recent,
+    );
+  }
+
+  accepts(route) {
+    return route.name === 'overview';
+  }
+
+  setRoute() {}
+
+  /** The counts come with processing_status itself; everything else may change what is recent. */
+  wants(name) {
+    return name !== 'processing_status';
+  }
+
+  onStatus(status) {
+    if (!this.#stats) return;
+    this.#stats = { ...this.#stats, ...status };
+    this.#showStats();
+    this.#statsSoon();
+  }
+
+  async load(signal) {
+    const due = performance.now() - this.#statsAt >= STATS_EVERY_MS;
+    const [stats, recent] = await Promise.all([
+      due || !this.#stats ? get('/api/stats', {}, signal) : null,
+      get('/api/sessions', { limit: RECENT }, signal),
+    ]);
+    if (stats) this.#statsAt = performance.now();
+    return { stats, recent };
+  }
+
+  render({ stats, recent }) {
+    if (stats) this.#stats = stats;
+    this.#showStats();
+    if (recent.total === 0) {
+      this.#table.hidden = true;
+      this.#empty ??= this.#recent.appendChild(noSessionsYet());
+      return;
+    }
+    this.#empty?.remove();
+    this.#empty = null;
+    this.#table.hidden = false;
+    reconcile(this.#rows, recent.sessions, (item) => item.id, sessionRow);
+    this.#all.textContent = `All ${count(recent.total)} sessions →`;
+  }
+
+  destroy() {
+    clearTimeout(this.#statsTimer);
+  }
+
+  /** The hourly figure only comes from /api/stats: refresh it once the 5 s spacing allows. */
+  #statsSoon() {
+    if (this.#statsTimer !== null) return;
+    const wait = Math.max(0, this.#statsAt + STATS_EVERY_MS - performance.now());
+    this.#statsTimer = setTimeout(() => {
+      this.#statsTimer = null;
+      this.#ctx.request();
+    }, wait);
+  }
+
+  #showStats() {
+    const s = this.#stats;
+    for (const [key, { card, value, alarm }] of this.#values) {
+      if (key === 'state') {
+        value.textContent = s.paused ? 'Paused' : s.isProcessing ? 'Processing' : 'Idle';
+        card.dataset.state = s.paused ? 'paused' : s.isProcessing ? 'busy' : 'idle';
+        continue;
+      }
+      const n = s[key] ?? 0;
+      value.textContent = count(n);
+      card.classList.toggle('alarm', Boolean(alarm) && n > 0);
+    }
+    const trouble = (s.stuck ?? 0) + (s.failed ?? 0);
+    this.#attention.hidden = trouble === 0;
+    if (trouble > 0) {
+      const parts = [];
+      if (s.stuck) parts.push(`${count(s.stuck)} stuck`);
+      if (s.failed) parts.push(`${count(s.failed)} failed`);
+      this.#attention.replaceChildren(
+        `${parts.join(' and ')} ${trouble === 1 ? 'message needs' : 'messages need'} a look. `,
+        el('a', { href: '#/queue', text: 'Open the queue →' }),
+      );
+    }
+  }
+}
