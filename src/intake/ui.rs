@@ -106,6 +106,15 @@ mod tests {
     }
 
     #[test]
+    fn every_module_is_preloaded_so_imports_do_not_load_one_level_at_a_time() {
+        let index = find("index.html").unwrap().body;
+        let preloaded = references(index, "<link rel=\"modulepreload\" href=\"/ui/", '"');
+        for script in ASSETS.iter().filter(|a| a.content_type == JS && a.name != "app.js") {
+            assert!(preloaded.contains(&script.name), "{} is not in index.html's modulepreload list", script.name);
+        }
+    }
+
+    #[test]
     fn the_page_has_no_inline_script_or_style() {
         let index = find("index.html").unwrap().body;
         assert!(!index.contains("<script>") && !index.contains("style="), "the CSP forbids inline code");
