@@ -1,6 +1,7 @@
 // One session in detail: what it is, its summaries, its prompts, its observations (type, title, files,
-// facts; newest first) and its queue messages with status, attempts and last error. It refetches when an
-// event concerns this session, or when the queue moved while this session still has unfinished messages.
+// facts; newest first) and its queue messages with status, attempts and last error (every unfinished one,
+// the newest processed ones). A long session shows its newest part, with a button for the rest. The view
+// refetches when an event concerns this session, or when the queue moved while it has unfinished messages.
 
 import { get } from './api.js';
 import { badge, count, el, emptyState, plural, reconcile, replace } from './dom.js';
@@ -10,6 +11,8 @@ import { timeEl } from './time.js';
 
 /** Observations drawn at first; the rest wait behind a button, so a huge session stays quick to show. */
 const SHOWN = 200;
+/** Processed queue messages drawn at first (the newest); unfinished ones are always all shown. */
+const PROCESSED_SHOWN = 50;
 
 function fileList(label, files) {
   if (!files?.length) return null;
@@ -75,6 +78,7 @@ export class SessionView {
   interval = 400;
   #id;
   #showAll = false;
+  #showAllMessages = false;
   #data = null;
   #unfinished = false;
   /** The parts that change, inside a skeleton built on the first render. */
@@ -127,6 +131,7 @@ export class SessionView {
       more: el('p'),
       messages: el('tbody'),
       messagesTable: null,
+      moreMessages: el('p'),
       noMessages: el('p', { class: 'muted', text: 'No queue messages (processed ones are pruned after the retention period).' }),
     };
     p.messagesTable = el(
@@ -157,6 +162,7 @@ export class SessionView {
       p.more,
       el('h2', { text: 'Queue messages' }),
       p.messagesTable,
+      p.moreMessages,
       p.noMessages,
     );
     return p;
@@ -205,9 +211,27 @@ export class SessionView {
       );
     }
 
-    reconcile(p.messages, messages, (m) => m.id, messageRow);
+    // The server lists failed and stuck first, then processing, pending, and processed oldest first.
+    const unfinished = messages.filter((m) => m.status !== 'processed');
+    const processed = messages.filter((m) => m.status === 'processed');
+    const processedShown = this.#showAllMessages ? processed : processed.slice(-PROCESSED_SHOWN);
+    reconcile(p.messages, [...unfinished, ...processedShown], (m) => m.id, messageRow);
+    const hidden = processed.length - processedShown.length;
+    p.moreMessages.hidden = hidden === 0;
+    if (hidden > 0) {
+      replace(
+        p.moreMessages,
+        `${plural(hidden, 'older processed message')} not shown. `,
+        el('button', { type: 'button', dataset: { key: 'show-all-messages' }, on: { click: () => this.#expandMessages() } }, 'Show all'),
+      );
+    }
     p.messagesTable.hidden = messages.length === 0;
     p.noMessages.hidden = messages.length > 0;
+  }
+
+  #expandMessages() {
+    this.#showAllMessages = true;
+    if (this.#data) this.render(this.#data);
   }
 
   #expand() {
