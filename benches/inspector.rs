@@ -248,6 +248,9 @@ struct Memory {
     chromium_pss: f64,
     renderers: usize,
     processes: usize,
+    /// Live DOM nodes and event listeners (after the GC), from DevTools.
+    nodes: u64,
+    listeners: u64,
 }
 
 fn mib(kib: u64) -> f64 {
@@ -259,6 +262,7 @@ fn memory(browser: &Browser) -> Memory {
         "(() => { if (window.gc) window.gc(); const m = performance.memory; \
          return [m.usedJSHeapSize, m.totalJSHeapSize]; })()",
     );
+    let counters = browser.cdp("Memory.getDOMCounters", json!({}));
     let processes = browser.processes();
     let renderers: Vec<u32> = processes.iter().copied().filter(|p| is_renderer(*p)).collect();
     let sum = |pids: &[u32], file: &str, key: &str| mib(pids.iter().map(|p| proc_kib(*p, file, key)).sum());
@@ -270,13 +274,24 @@ fn memory(browser: &Browser) -> Memory {
         chromium_pss: sum(&processes, "smaps_rollup", "Pss:"),
         renderers: renderers.len(),
         processes: processes.len(),
+        nodes: counters["nodes"].as_u64().unwrap_or(0),
+        listeners: counters["jsEventListeners"].as_u64().unwrap_or(0),
     }
 }
 
 fn print_memory(label: &str, m: &Memory) {
     println!(
-        "    {label:<7} JS heap used {:5.1} MiB (total {:5.1})   renderers ({}): RSS {:6.1} MiB, PSS {:6.1} MiB   all Chromium ({} proc): PSS {:6.1} MiB",
-        m.heap_used, m.heap_total, m.renderers, m.renderer_rss, m.renderer_pss, m.processes, m.chromium_pss
+        "    {label:<7} JS heap used {:5.1} MiB (total {:5.1})   DOM nodes {:6} listeners {:5}   renderers ({}): RSS {:6.1} MiB, \
+         PSS {:6.1} MiB   all Chromium ({} proc): PSS {:6.1} MiB",
+        m.heap_used,
+        m.heap_total,
+        m.nodes,
+        m.listeners,
+        m.renderers,
+        m.renderer_rss,
+        m.renderer_pss,
+        m.processes,
+        m.chromium_pss
     );
 }
 
