@@ -53,6 +53,7 @@ test: deps
 bench: deps
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench hook
+	$(CARGO) bench --bench inspector
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py
