@@ -201,11 +201,13 @@ impl Link {
     async fn supervise(&self) {
         let cancel = &self.inner.cancel;
         loop {
-            let started = tokio::select! {
-                _ = cancel.cancelled() => return,
-                started = Server::start(&self.inner.config) => started,
-            };
-            match started {
+            // Not raced against the cancel: a start dropped half way would leave consumers running unstopped.
+            // It takes milliseconds; a cancel that came meanwhile stops the started core at once.
+            match Server::start(&self.inner.config).await {
+                Ok(server) if cancel.is_cancelled() => {
+                    server.shutdown().await;
+                    return;
+                }
                 Ok(server) => {
                     self.inner.reach.send_replace(Reach::Embedded);
                     tracing::info!(addr = %server.local_addr(), "the core runs in this process");
