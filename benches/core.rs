@@ -13,12 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use memtray::config::{Config, Durability};
-use memtray::memory::{NewObservation, NewSummary};
-use memtray::provider::{Provider, ProviderError, SessionContext};
-use memtray::queue::{Payload, SummaryRequest, ToolUse};
-use memtray::session::{Queued, SessionManager, Settings};
-use memtray::store::{Store, messages, now_ms, sessions};
+use memtray_core::config::{Config, Durability};
+use memtray_core::clock::Clock;
+use memtray_core::events::Event;
+use memtray_core::intake::Queued;
+use memtray_core::memory::provider::{Provider, ProviderError, SessionContext};
+use memtray_core::memory::{NewObservation, NewSummary};
+use memtray_core::queue::message::{Payload, SummaryRequest, ToolUse};
+use memtray_core::store::{Store, messages, sessions};
+use memtray_core::{Core, Settings};
 use serde_json::{Value, json};
 
 /// The fixed part of every tool response: 1 KiB of plain text.
@@ -484,13 +487,13 @@ fn wake_latency(rt: &tokio::runtime::Runtime, durability: Durability, rows: &mut
     config.durability = durability;
     config.linger_ms = 600_000;
     let (mut latencies, early) = rt.block_on(async {
-        let store = Store::open(&config).expect("open store");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let manager = SessionManager::start(store, Arc::new(Stamping(tx)), Settings::from(&config)).await.unwrap();
+        let core = Core::start_with(&config, Arc::new(Stamping(tx)), Settings::from(&config)).await.unwrap();
+        let mut events = core.events();
         let mut latencies = Vec::with_capacity(SAMPLES);
         let mut early = 0;
         for i in 0..=SAMPLES as u64 {
-            let queued = manager.queue_observation("wake-session", "p", tool_use(i), None).await.unwrap();
+            let queued = core.intake().queue_observation("wake-session", "p", tool_use(i), None).await.unwrap();
             let returned = Instant::now();
             assert!(matches!(queued, Queued::New { .. }));
             let called = rx.recv().await.expect("provider called");
@@ -501,13 +504,16 @@ fn wake_latency(rt: &tokio::runtime::Runtime, durability: Durability, rows: &mut
                 }
                 latencies.push(called.saturating_duration_since(returned));
             }
-            // Let the consumer commit this answer (and its empty next claim) and go back to waiting: a
-            // no-op write queues behind that commit, then a little slack for the task to park.
+            // Let the consumer commit this answer (and its empty next claim) and go back to waiting: its
+            // observation is announced after that commit, then a little slack for the task to park.
+            loop {
+                if let Event::NewObservation { .. } = events.recv().await.expect("events") {
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
-            manager.store().write(|_| Ok(())).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        manager.shutdown().await;
+        core.stop().await;
         (latencies, early)
     });
     latencies.sort_unstable();
@@ -564,10 +570,10 @@ fn prepare_backlog(rt: &tokio::runtime::Runtime, dir: &Path, total: u64, session
     let mut config = Config::with_data_dir(dir);
     config.durability = Durability::Normal;
     rt.block_on(async {
-        let store = Store::open(&config).expect("open store");
+        let store = Store::open(&config).await.expect("open store");
         let ids: Vec<i64> = store
             .write(move |c| {
-                (0..sessions_n).map(|s| Ok(sessions::ensure(c, &format!("backlog-{s}"), "p", now_ms())?.0.id)).collect()
+                (0..sessions_n).map(|s| Ok(sessions::ensure(c, &format!("backlog-{s}"), "p", Clock::system().now_ms())?.0.id)).collect()
             })
             .await
             .unwrap();
@@ -591,7 +597,7 @@ fn prepare_backlog(rt: &tokio::runtime::Runtime, dir: &Path, total: u64, session
                             &Payload::Observation(tool),
                             0,
                             Some(&format!("backlog_{i}")),
-                            now_ms(),
+                            Clock::system().now_ms(),
                         )?;
                     }
                     Ok(())

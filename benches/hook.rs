@@ -7,9 +7,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memtray::config::{Config, Durability};
-use memtray::session::{SessionManager, Settings};
-use memtray::store::Store;
+use memtray_core::config::{Config, Durability};
+use memtray_core::agents::claude_code::{reconcile, transcript};
+use memtray_core::{Core, Settings};
 
 const RUNS: usize = 50;
 
@@ -154,17 +154,16 @@ fn reconciliation(durability: Durability) {
     runtime.block_on(async {
         let mut config = Config::with_data_dir(dir.path());
         config.durability = durability;
-        let store = Store::open(&config).unwrap();
-        let manager = SessionManager::start(store, std::sync::Arc::new(NoProvider), Settings::from(&config)).await.unwrap();
-        manager.set_paused(true);
+        let core = Core::start_with(&config, std::sync::Arc::new(NoProvider), Settings::from(&config)).await.unwrap();
+        core.queue().set_paused(true);
         let started = Instant::now();
-        let transcript = memtray::transcript::read(&path).unwrap();
+        let transcript = transcript::read(&path).unwrap();
         let read = started.elapsed();
-        let queued = memtray::claude_code::reconcile(&manager, "s", "ledger", "/p", &transcript).await.unwrap();
+        let queued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript).await.unwrap();
         let first = started.elapsed();
         let again = Instant::now();
-        let transcript = memtray::transcript::read(&path).unwrap();
-        let requeued = memtray::claude_code::reconcile(&manager, "s", "ledger", "/p", &transcript).await.unwrap();
+        let transcript = transcript::read(&path).unwrap();
+        let requeued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript).await.unwrap();
         let second = again.elapsed();
         assert_eq!((queued, requeued), (tool_uses, 0));
         println!(
@@ -174,7 +173,7 @@ fn reconciliation(durability: Durability) {
             first.as_secs_f64() * 1e3,
             second.as_secs_f64() * 1e3
         );
-        manager.shutdown().await;
+        core.stop().await;
     });
 }
 
@@ -182,22 +181,22 @@ fn reconciliation(durability: Durability) {
 struct NoProvider;
 
 #[async_trait::async_trait]
-impl memtray::provider::Provider for NoProvider {
+impl memtray_core::memory::provider::Provider for NoProvider {
     fn name(&self) -> &str {
         "none"
     }
     async fn observe(
         &self,
-        _: &memtray::provider::SessionContext,
-        _: &memtray::queue::ToolUse,
-    ) -> Result<Vec<memtray::memory::NewObservation>, memtray::provider::ProviderError> {
+        _: &memtray_core::memory::provider::SessionContext,
+        _: &memtray_core::queue::message::ToolUse,
+    ) -> Result<Vec<memtray_core::memory::NewObservation>, memtray_core::memory::provider::ProviderError> {
         Ok(Vec::new())
     }
     async fn summarize(
         &self,
-        _: &memtray::provider::SessionContext,
-        _: &memtray::queue::SummaryRequest,
-    ) -> Result<memtray::memory::NewSummary, memtray::provider::ProviderError> {
+        _: &memtray_core::memory::provider::SessionContext,
+        _: &memtray_core::queue::message::SummaryRequest,
+    ) -> Result<memtray_core::memory::NewSummary, memtray_core::memory::provider::ProviderError> {
         Ok(Default::default())
     }
 }

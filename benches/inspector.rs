@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use memtray::config::Config;
-use memtray::memory::{NewObservation, NewSummary};
-use memtray::store::{memories, now_ms, open_direct, sessions};
+use memtray_core::config::Config;
+use memtray_core::memory::{NewObservation, NewSummary};
+use memtray_core::clock::Clock;
+use memtray_core::store::{memories, open_direct, sessions};
 use serde_json::{Value, json};
 use webdriver::Browser;
 
@@ -59,7 +60,7 @@ fn seed(data_dir: &Path) -> Duration {
     let started = Instant::now();
     let mut conn = open_direct(&Config::with_data_dir(data_dir), Duration::from_secs(5)).expect("open the database");
     let tx = conn.transaction().expect("begin");
-    let now = now_ms();
+    let now = Clock::system().now_ms();
     let six_days = 6 * 86_400_000;
     {
         let mut message = tx

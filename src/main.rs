@@ -1,14 +1,17 @@
-//! The `memtray` command: the headless server and the tools around it. Thin glue over the library.
+//! The `memtray` command: the headless server and the tools around it. Thin glue over `memtray-core`; the
+//! only crate that carries the command line's dependencies (clap, anyhow, tracing-subscriber). One tokio
+//! runtime per process, built here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use memtray::claude_settings::{self, HookMode};
-use memtray::client::Client;
-use memtray::config::Config;
-use memtray::server::Server;
+use memtray_core::agents::claude_code::{self, settings as claude_settings};
+use memtray_core::client::Client;
+use memtray_core::config::Config;
+use memtray_core::server::Server;
+use claude_settings::HookMode;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -122,12 +125,21 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
+/// A small runtime for the commands that talk to a server.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
+}
+
 fn status(json: bool) -> anyhow::Result<()> {
     let (config, _) = Config::load()?;
-    let client = Client::new(config.port);
-    let stats = client.get("/api/stats")?;
-    let sessions = client.get("/api/sessions?status=active&limit=10")?;
-    let queue = client.get("/api/queue?limit=10")?;
+    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(3));
+    let (stats, sessions, queue) = client_runtime()?.block_on(async {
+        anyhow::Ok((
+            client.get("/api/stats").await?,
+            client.get("/api/sessions?status=active&limit=10").await?,
+            client.get("/api/queue?limit=10").await?,
+        ))
+    })?;
     if json {
         println!("{}", serde_json::json!({ "stats": stats, "sessions": sessions, "queue": queue }));
         return Ok(());
@@ -199,7 +211,9 @@ fn config() -> anyhow::Result<()> {
 fn hook() {
     match Config::load() {
         Ok((config, paths)) => {
-            memtray::hook::run(&config, &paths, std::io::stdin().lock());
+            if let Ok(runtime) = client_runtime() {
+                runtime.block_on(claude_code::hook::run(&config, &paths, std::io::stdin().lock()));
+            }
         }
         Err(_) => {
             // Without a readable configuration there is nowhere to deliver to; drop the event quietly.

@@ -8,9 +8,13 @@ export const EVENT_NAMES = [
   'session_started',
   'observation_queued',
   'new_observation',
+  'summary_queued',
   'new_summary',
+  'message_failed',
+  'message_retried',
+  'message_aborted',
   'session_completed',
-  'queue_changed',
+  'session_deleted',
 ];
 
 /** The session an event is about, if any. */

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use memtray::config::Config;
+use memtray_core::config::Config;
 use tauri::{AppHandle, Manager, RunEvent};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -1,21 +1,21 @@
 //! The shell's link to the core: the core running in this process (the usual case), or, when another
-//! memtray already serves the port (say `memtray serve`), that server followed as a client through `/stream`.
+//! memtray already serves the port (say `memtray serve`), that server followed through the core's client.
 //!
-//! Either way the rest of the shell sees the same three things: a `watch` of the processing status, a
-//! `watch` of how the core is reached, and a broadcast of [`Notice`]s. Actions go through the HTTP API.
+//! Either way the rest of the shell sees the same things: a `watch` of the processing status, a `watch` of
+//! how the core is reached, a broadcast of [`Notice`]s made from the core's events by one mapping, and the
+//! same actions: direct calls on the embedded core's queue, or requests to the other server.
 
-use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use memtray::config::Config;
-use memtray::events::Event;
-use memtray::queue::MessageStatus;
-use memtray::server::{Server, ServerError};
-use memtray::status::Status;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use futures_util::{Stream, StreamExt};
+use memtray_core::client::{Client, ClientError};
+use memtray_core::config::Config;
+use memtray_core::events::Event;
+use memtray_core::queue::Queue;
+use memtray_core::server::{Server, ServerError};
+use memtray_core::status::Status;
+use memtray_core::CoreError;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,7 +38,7 @@ pub enum Reach {
     Unavailable(String),
 }
 
-/// What the notifier cares about, from either kind of link.
+/// What the notifier cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// A summary was stored.
@@ -56,6 +56,8 @@ pub enum Notice {
     Failed {
         /// Session row id.
         session_id: i64,
+        /// Its project.
+        project: String,
     },
     /// A message was sent back to `pending` (a retry), so a later failure is news again.
     Retried {
@@ -64,15 +66,44 @@ pub enum Notice {
     },
 }
 
+impl Notice {
+    /// The notice an event makes, if any: the one mapping for both kinds of link.
+    pub fn of(event: &Event) -> Option<Notice> {
+        match event {
+            Event::NewSummary { summary } => Some(Notice::Summary {
+                session_id: summary.session_id,
+                project: summary.project.clone(),
+                request: summary.memory.request.clone(),
+                completed: summary.memory.completed.clone(),
+            }),
+            Event::MessageFailed { session_id, project, .. } => {
+                Some(Notice::Failed { session_id: *session_id, project: project.clone() })
+            }
+            Event::MessageRetried { session_id, .. } => Some(Notice::Retried { session_id: *session_id }),
+            _ => None,
+        }
+    }
+}
+
 /// Errors of actions sent to the core.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// The HTTP API answered with an error or could not be reached.
-    #[error("the memtray API: {0}")]
-    Http(#[from] ureq::Error),
-    /// The blocking request task was lost.
-    #[error("the request task stopped")]
-    Task,
+    /// The embedded core refused or failed.
+    #[error("the core: {0}")]
+    Core(#[from] CoreError),
+    /// The other memtray server refused or could not be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Neither is there right now.
+    #[error("memtray is not running")]
+    NotConnected,
+}
+
+/// Where actions go: the embedded core's queue, or the other server.
+#[derive(Clone)]
+enum Backend {
+    Embedded(Queue),
+    Remote(Client),
 }
 
 /// A cheap handle; clone freely.
@@ -86,31 +117,27 @@ struct Inner {
     base_url: String,
     /// The configuration the embedded core runs with.
     config: Config,
-    /// Latest status, copied from the core's own watch or read off the attached server's stream. The tray
-    /// holds receivers; this side lives as long as the link.
+    /// Latest status, read off the core's updates. The tray holds receivers; this side lives as long as
+    /// the link.
     status: watch::Sender<Status>,
     /// How the core is reached; the tray shows it.
     reach: watch::Sender<Reach>,
     /// Summaries and failures for the notifier. A broadcast: a notice missed by a lagging notifier is a
     /// notification not shown, which is harmless.
     notices: broadcast::Sender<Notice>,
+    /// Where actions go now; set by the supervisor. A std mutex: held to clone or replace, never across an
+    /// `.await`.
+    backend: Mutex<Option<Backend>>,
     /// Cancelled by `shutdown`: the supervisor stops the embedded core or stops following.
     cancel: CancellationToken,
-    /// The supervisor and the blocking API calls.
+    /// The supervisor.
     tracker: TaskTracker,
-    /// Keep-alive connections to the API for actions.
-    http: ureq::Agent,
 }
 
 impl Link {
     /// Starts the core in this process, or follows the memtray that already serves the port, and keeps at it
     /// (a lost attached server is retried, and replaced by an embedded core once the port is free).
     pub fn start(config: Config) -> Link {
-        let http = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(true)
-            .build()
-            .new_agent();
         let link = Link {
             inner: Arc::new(Inner {
                 base_url: format!("http://127.0.0.1:{}", config.port),
@@ -118,9 +145,9 @@ impl Link {
                 status: watch::Sender::new(Status::default()),
                 reach: watch::Sender::new(Reach::Starting),
                 notices: broadcast::Sender::new(64),
+                backend: Mutex::new(None),
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
-                http,
             }),
         };
         let supervisor = link.clone();
@@ -153,20 +180,23 @@ impl Link {
         self.inner.notices.subscribe()
     }
 
-    /// `POST /api/queue/retry-stuck`.
+    /// Retries every stuck and failed message.
     pub async fn retry_stuck(&self) -> Result<(), LinkError> {
-        self.post("/api/queue/retry-stuck", serde_json::json!({})).await.map(drop)
+        match self.backend()? {
+            Backend::Embedded(queue) => queue.retry_stuck_and_failed().await.map(drop).map_err(Into::into),
+            Backend::Remote(client) => client.retry_stuck().await.map_err(Into::into),
+        }
     }
 
-    /// `POST /api/processing`: consumers stop (or resume) claiming; intake keeps storing.
+    /// Pauses or resumes processing; intake keeps storing.
     pub async fn set_paused(&self, paused: bool) -> Result<(), LinkError> {
-        self.post("/api/processing", serde_json::json!({ "paused": paused })).await.map(drop)
-    }
-
-    /// The project of a session, asked of the API.
-    pub async fn project_of(&self, session_id: i64) -> Result<String, LinkError> {
-        let session = self.get(&format!("/api/sessions/{session_id}")).await?;
-        Ok(session["session"]["project"].as_str().unwrap_or("a session").to_string())
+        match self.backend()? {
+            Backend::Embedded(queue) => {
+                queue.set_paused(paused);
+                Ok(())
+            }
+            Backend::Remote(client) => client.set_paused(paused).await.map_err(Into::into),
+        }
     }
 
     /// Stops following, or stops the embedded core (its claimed messages go back to `pending`), and waits.
@@ -178,22 +208,12 @@ impl Link {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value, LinkError> {
-        let (http, url) = (self.inner.http.clone(), format!("{}{path}", self.inner.base_url));
-        self.blocking(move || Ok(http.post(&url).send_json(body)?.body_mut().read_json::<Value>()?)).await
+    fn backend(&self) -> Result<Backend, LinkError> {
+        self.inner.backend.lock().expect("backend poisoned").clone().ok_or(LinkError::NotConnected)
     }
 
-    async fn get(&self, path: &str) -> Result<Value, LinkError> {
-        let (http, url) = (self.inner.http.clone(), format!("{}{path}", self.inner.base_url));
-        self.blocking(move || Ok(http.get(&url).call()?.body_mut().read_json::<Value>()?)).await
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce() -> Result<T, LinkError> + Send + 'static,
-    ) -> Result<T, LinkError> {
-        let task = tauri::async_runtime::spawn_blocking(call);
-        self.inner.tracker.track_future(task).await.map_err(|_| LinkError::Task)?
+    fn set_backend(&self, backend: Option<Backend>) {
+        *self.inner.backend.lock().expect("backend poisoned") = backend;
     }
 
     /// Runs until cancelled: embedded when the port is free, attached when memtray already holds it, and
@@ -209,19 +229,29 @@ impl Link {
                     return;
                 }
                 Ok(server) => {
-                    self.inner.reach.send_replace(Reach::Embedded);
                     tracing::info!(addr = %server.local_addr(), "the core runs in this process");
-                    self.run_embedded(&server).await;
+                    self.set_backend(Some(Backend::Embedded(server.core().queue().clone())));
+                    self.inner.reach.send_replace(Reach::Embedded);
+                    self.follow(server.core().updates().stream().map(Ok::<_, ClientError>)).await;
+                    self.set_backend(None);
                     server.shutdown().await;
                     return;
                 }
                 Err(ServerError::AlreadyRunning { port, version, pid }) => {
-                    self.inner.reach.send_replace(Reach::Attached);
                     tracing::info!(port, %version, pid, "another memtray serves the port; following it");
-                    match self.follow(port).await {
-                        Ok(()) if cancel.is_cancelled() => return,
-                        Ok(()) => tracing::warn!("the memtray server went away"),
-                        Err(e) => tracing::warn!(error = %e, "lost the memtray server"),
+                    let client = Client::new(port);
+                    match client.updates().await {
+                        Ok(updates) => {
+                            self.set_backend(Some(Backend::Remote(client)));
+                            self.inner.reach.send_replace(Reach::Attached);
+                            self.follow(updates).await;
+                            self.set_backend(None);
+                            if cancel.is_cancelled() {
+                                return;
+                            }
+                            tracing::warn!("the memtray server went away");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot follow the memtray server"),
                     }
                     self.inner
                         .reach
@@ -243,173 +273,81 @@ impl Link {
         }
     }
 
-    /// Copies the in-process core's status and events until cancelled.
-    async fn run_embedded(&self, server: &Server) {
-        let mut status = server.manager().status();
-        let mut events = server.manager().events().subscribe();
-        self.inner.status.send_replace(status.borrow_and_update().clone());
+    /// Copies the status and the notices off a stream of the core's updates until it ends, breaks or the
+    /// link is cancelled.
+    async fn follow(&self, updates: impl Stream<Item = Result<Event, ClientError>>) {
+        let mut updates = std::pin::pin!(updates);
         loop {
-            tokio::select! {
+            let next = tokio::select! {
                 _ = self.inner.cancel.cancelled() => return,
-                changed = status.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    self.inner.status.send_replace(status.borrow_and_update().clone());
-                }
-                event = events.recv() => match event {
-                    Ok(event) => {
-                        if let Some(notice) = notice_of_event(&event) {
-                            let _ = self.inner.notices.send(notice);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!(missed = n, "events lagged"),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
-    }
-
-    /// Follows another server's `/stream` until it ends, fails or the link is cancelled. HTTP/1.0, so the
-    /// body is the raw event stream up to the close (no chunked framing to undo).
-    async fn follow(&self, port: u16) -> std::io::Result<()> {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
-        stream.write_all(b"GET /stream HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").await?;
-        let mut lines = BufReader::new(stream).lines();
-        let mut in_headers = true;
-        let (mut name, mut data) = (String::new(), String::new());
-        loop {
-            let line = tokio::select! {
-                _ = self.inner.cancel.cancelled() => return Ok(()),
-                line = lines.next_line() => line?,
+                next = updates.next() => next,
             };
-            let Some(line) = line else { return Ok(()) };
-            if in_headers {
-                if line.starts_with("HTTP/") && !line.contains(" 200 ") {
-                    return Err(std::io::Error::other(format!("/stream answered {line}")));
+            match next {
+                None => return,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "lost the core's updates");
+                    return;
                 }
-                in_headers = !line.is_empty();
-                continue;
-            }
-            if line.is_empty() {
-                self.dispatch(&name, &data);
-                name.clear();
-                data.clear();
-            } else if let Some(value) = line.strip_prefix("event:") {
-                name = value.trim().to_string();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            }
-        }
-    }
-
-    /// One server-sent event from an attached server.
-    fn dispatch(&self, name: &str, data: &str) {
-        if name == "processing_status" {
-            match serde_json::from_str::<Status>(data) {
-                Ok(status) => {
+                Some(Ok(Event::ProcessingStatus(status))) => {
                     self.inner.status.send_replace(status);
                 }
-                Err(e) => tracing::warn!(error = %e, "unreadable status from the server"),
-            }
-        } else if let Ok(value) = serde_json::from_str::<Value>(data)
-            && let Some(notice) = notice_of_json(name, &value)
-        {
-            let _ = self.inner.notices.send(notice);
-        }
-    }
-}
-
-/// The notice an in-process core event makes, if any.
-fn notice_of_event(event: &Event) -> Option<Notice> {
-    match event {
-        Event::NewSummary { summary } => Some(Notice::Summary {
-            session_id: summary.session_id,
-            project: summary.project.clone(),
-            request: summary.memory.request.clone(),
-            completed: summary.memory.completed.clone(),
-        }),
-        Event::QueueChanged { session_id, status: Some(MessageStatus::Failed), .. } => {
-            Some(Notice::Failed { session_id: *session_id })
-        }
-        Event::QueueChanged { session_id, status: Some(MessageStatus::Pending), .. } => {
-            Some(Notice::Retried { session_id: *session_id })
-        }
-        _ => None,
-    }
-}
-
-/// The notice an event read off `/stream` makes, if any: the same mapping as [`notice_of_event`], on the
-/// event's JSON form.
-fn notice_of_json(name: &str, event: &Value) -> Option<Notice> {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    match name {
-        "new_summary" => {
-            let summary = &event["summary"];
-            Some(Notice::Summary {
-                session_id: summary["session_id"].as_i64()?,
-                project: text(&summary["project"]),
-                request: text(&summary["request"]),
-                completed: text(&summary["completed"]),
-            })
-        }
-        "queue_changed" => {
-            let session_id = event["session_id"].as_i64()?;
-            match event["status"].as_str()? {
-                "failed" => Some(Notice::Failed { session_id }),
-                "pending" => Some(Notice::Retried { session_id }),
-                _ => None,
+                Some(Ok(event)) => {
+                    if let Some(notice) = Notice::of(&event) {
+                        let _ = self.inner.notices.send(notice);
+                    }
+                }
             }
         }
-        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memtray_core::memory::{NewSummary, Summary};
 
-    /// The JSON mapping must agree with the in-process one for every event the core sends.
     #[test]
-    fn notices_agree_between_event_and_json() {
-        let summary = memtray::memory::Summary {
+    fn only_summaries_failures_and_retries_make_notices() {
+        let summary = Summary {
             id: 7,
             session_id: 3,
             project: "ledger".into(),
             message_id: Some(9),
             prompt_number: 1,
-            memory: memtray::memory::NewSummary {
-                request: "Fix the totals".into(),
-                completed: "Totals add up".into(),
-                ..Default::default()
-            },
+            memory: NewSummary { request: "Fix the totals".into(), completed: "Totals add up".into(), ..Default::default() },
             created_at: 1,
         };
+        assert_eq!(
+            Notice::of(&Event::NewSummary { summary: Box::new(summary) }),
+            Some(Notice::Summary {
+                session_id: 3,
+                project: "ledger".into(),
+                request: "Fix the totals".into(),
+                completed: "Totals add up".into(),
+            })
+        );
+        let failed = Event::MessageFailed { session_id: 3, message_id: 1, project: "ledger".into(), error: "x".into() };
+        assert_eq!(Notice::of(&failed), Some(Notice::Failed { session_id: 3, project: "ledger".into() }));
+        let retried = Event::MessageRetried { session_id: 3, message_id: 1, project: "ledger".into() };
+        assert_eq!(Notice::of(&retried), Some(Notice::Retried { session_id: 3 }));
+        // A Stop queues a summarize: that is not a retry, so failures already told stay told.
+        let stop = Event::SummaryQueued { session_id: 3, message_id: 2, project: "ledger".into() };
+        assert_eq!(Notice::of(&stop), None);
+        assert_eq!(Notice::of(&Event::SessionCompleted { session_id: 3, project: "ledger".into() }), None);
+    }
+
+    /// The same events read back off the wire make the same notices: the attached link and the embedded
+    /// one cannot disagree.
+    #[test]
+    fn notices_survive_the_wire() {
         let events = [
-            Event::NewSummary { summary: Box::new(summary) },
-            Event::QueueChanged { session_id: 3, message_id: 1, status: Some(MessageStatus::Failed), error: None },
-            Event::QueueChanged { session_id: 3, message_id: 1, status: Some(MessageStatus::Pending), error: None },
-            Event::QueueChanged { session_id: 3, message_id: 1, status: None, error: None },
-            Event::SessionCompleted { session_id: 3, project: "ledger".into() },
+            Event::MessageFailed { session_id: 3, message_id: 1, project: "ledger".into(), error: "x".into() },
+            Event::MessageRetried { session_id: 3, message_id: 1, project: "ledger".into() },
+            Event::SummaryQueued { session_id: 3, message_id: 2, project: "ledger".into() },
         ];
         for event in events {
-            let json = serde_json::to_value(&event).unwrap();
-            assert_eq!(notice_of_json(event.name(), &json), notice_of_event(&event), "{json}");
+            let wire: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+            assert_eq!(Notice::of(&wire), Notice::of(&event));
         }
-        let summary = notice_of_event(&Event::NewSummary {
-            summary: Box::new(memtray::memory::Summary {
-                id: 1,
-                session_id: 2,
-                project: "p".into(),
-                message_id: None,
-                prompt_number: 1,
-                memory: Default::default(),
-                created_at: 0,
-            }),
-        });
-        assert!(matches!(summary, Some(Notice::Summary { session_id: 2, .. })));
     }
 }

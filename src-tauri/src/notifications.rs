@@ -44,8 +44,8 @@ pub struct Note {
 struct Burst {
     /// (session, project, request, completed), in arrival order.
     summaries: Vec<(i64, String, String, String)>,
-    /// Failures per session.
-    failures: BTreeMap<i64, u32>,
+    /// Failures per session: its project and how many.
+    failures: BTreeMap<i64, (String, u32)>,
     /// When the first and the latest notice came.
     first: Option<Instant>,
     latest: Option<Instant>,
@@ -57,7 +57,7 @@ impl Burst {
             Notice::Summary { session_id, project, request, completed } => {
                 self.summaries.push((session_id, project, request, completed));
             }
-            Notice::Failed { session_id } => *self.failures.entry(session_id).or_default() += 1,
+            Notice::Failed { session_id, project } => self.failures.entry(session_id).or_insert((project, 0)).1 += 1,
             Notice::Retried { .. } => return,
         }
         let now = Instant::now();
@@ -190,9 +190,8 @@ pub async fn run(app: AppHandle, link: Link, prefs: Prefs, mut notices: broadcas
             () = async { tokio::time::sleep_until(due.expect("a burst")).await }, if due.is_some() => {
                 let done = std::mem::take(&mut burst);
                 let mut notes: Vec<Note> = summary_note(&done.summaries).into_iter().collect();
-                for (session_id, count) in done.failures {
+                for (session_id, (project, count)) in done.failures {
                     if told_failed.insert(session_id) {
-                        let project = link.project_of(session_id).await.unwrap_or_else(|_| "a session".into());
                         notes.push(failure_note(session_id, &project, count));
                     }
                 }
@@ -265,11 +264,11 @@ mod tests {
         let mut burst = Burst::default();
         assert_eq!(burst.due(), None);
         let start = Instant::now();
-        burst.add(Notice::Failed { session_id: 1 });
+        burst.add(Notice::Failed { session_id: 1, project: "ledger".into() });
         assert_eq!(burst.due(), Some(start + QUIET));
         for _ in 0..10 {
             tokio::time::advance(Duration::from_secs(1)).await;
-            burst.add(Notice::Failed { session_id: 1 });
+            burst.add(Notice::Failed { session_id: 1, project: "ledger".into() });
         }
         assert_eq!(burst.due(), Some(start + LONGEST_WAIT));
     }

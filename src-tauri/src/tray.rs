@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use memtray::status::Status;
+use memtray_core::status::Status;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};

@@ -1,0 +1,99 @@
+//! `memtray hook`: the command Claude Code runs for each hook event. Reads one event from stdin, hands it to
+//! the running server through the [`Client`], prints nothing, and is done within a hard budget whatever
+//! happens.
+//!
+//! When no server answers, the event goes straight into the database's hook inbox (safe beside a running
+//! server: SQLite orders the writers), and the server dispatches it on its next start.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::HookEvent;
+use crate::client::{Client, ClientError};
+use crate::clock::Clock;
+use crate::config::{Config, Paths};
+use crate::store::{self, inbox};
+
+/// The share of the budget the server gets; the rest is kept for the inbox fallback.
+const SERVER_SHARE: f64 = 0.6;
+
+/// What became of the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server took it.
+    Delivered,
+    /// No server answered; it waits in the inbox.
+    Stored,
+    /// Not a hook event; logged and dropped.
+    Malformed,
+    /// The server refused it or the database could not store it; logged.
+    Failed,
+}
+
+/// Handles one event from `input`. Never panics on bad input; every outcome but `Delivered` leaves one line
+/// in `hook.log` in the state folder. Runs on the caller's runtime (the command builds a small one).
+pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
+    let deadline = Instant::now() + Duration::from_millis(config.hook_budget_ms.max(50));
+    let mut body = Vec::new();
+    let limit = config.max_body_bytes as u64;
+    if let Err(e) = input.take(limit + 1).read_to_end(&mut body) {
+        log(&paths.state_dir, &format!("could not read the hook event from stdin: {e}"));
+        return Outcome::Malformed;
+    }
+    if body.len() as u64 > limit {
+        log(&paths.state_dir, &format!("hook event larger than max_body_bytes ({limit}); dropped"));
+        return Outcome::Malformed;
+    }
+    let event = match HookEvent::parse(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            log(&paths.state_dir, &format!("malformed hook event dropped: {e}"));
+            return Outcome::Malformed;
+        }
+    };
+    let budget = deadline.saturating_duration_since(Instant::now()).mul_f64(SERVER_SHARE);
+    let client = Client::with_timeout(config.port, budget.max(Duration::from_millis(10)));
+    match client.claude_code_hook(body.clone()).await {
+        Ok(()) => return Outcome::Delivered,
+        Err(ClientError::Refused { status, code, .. }) => {
+            log(&paths.state_dir, &format!("server refused {} event ({status} {code})", event.hook_event_name));
+            return Outcome::Failed;
+        }
+        // Storage unavailable, shutting down, or no answer: keep it ourselves.
+        Err(_) => {}
+    }
+    let stored = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || store_in_inbox(&config, &body, deadline)).await
+    };
+    match stored.unwrap_or(Err(store::StoreError::Closed)) {
+        Ok(()) => {
+            log(
+                &paths.state_dir,
+                &format!("server not reachable; {} event kept for its next start", event.hook_event_name),
+            );
+            Outcome::Stored
+        }
+        Err(e) => {
+            log(&paths.state_dir, &format!("server not reachable and the database refused the event: {e}"));
+            Outcome::Failed
+        }
+    }
+}
+
+fn store_in_inbox(config: &Config, body: &[u8], deadline: Instant) -> Result<(), store::StoreError> {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+    let conn = store::open_direct(config, left)?;
+    let body = String::from_utf8_lossy(body);
+    inbox::push(&conn, &body, Clock::system().now_ms())?;
+    Ok(())
+}
+
+/// Appends one line to `hook.log`. Logging must not fail the hook: errors are ignored.
+fn log(state_dir: &Path, message: &str) {
+    let _ = std::fs::create_dir_all(state_dir);
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(state_dir.join("hook.log")) {
+        let _ = writeln!(file, "{} memtray hook: {message}", Clock::system().now_ms());
+    }
+}

@@ -1,0 +1,220 @@
+//! The core: owns its components and starts and stops them as one, in a stated order. The store first, then
+//! recovery, the queue actor with its consumers, the status publisher and the retention pruner; stopping
+//! runs the other way: intake refuses new work, consumers hand back what they hold, the publisher and
+//! pruner stop, the store closes. A start that fails half way stops what it had started.
+//!
+//! Surfaces (the HTTP API, the desktop) get narrow handles: [`Intake`], [`Queue`], [`Queries`], the status
+//! watch and the event stream. None of them reaches the store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::events::{Event, Events, Updates};
+use crate::intake::Intake;
+use crate::memory::provider::{self, Provider, ProviderConfigError};
+use crate::queries::Queries;
+use crate::queue::Queue;
+use crate::status::{self, Status};
+use crate::store::{Store, StoreError, messages};
+
+/// How often processed messages past retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How many events the bus keeps for a slow subscriber.
+const EVENT_BACKLOG: usize = 1024;
+
+/// Errors of the core's layer: what intake, the queue and the queries answer with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CoreError {
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The core is stopping and takes no new work.
+    #[error("memtray is shutting down")]
+    ShuttingDown,
+}
+
+/// A result of the core's layer.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// Errors starting the core.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configured provider does not exist.
+    #[error(transparent)]
+    Provider(#[from] ProviderConfigError),
+}
+
+/// The tunables the core's components read, and the clock they read the time from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// An idle consumer waits this long for new messages before it exits.
+    pub linger: Duration,
+    /// Attempts before a message is `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_backoff: Duration,
+    /// A provider call is abandoned (and retried) after this long.
+    pub provider_timeout: Duration,
+    /// `processing` longer than this is stuck.
+    pub stuck_after: Duration,
+    /// Processed messages older than this are pruned.
+    pub retention: Duration,
+    /// Tools whose events are skipped.
+    pub skip_tools: HashSet<String>,
+    /// Global cap on concurrent provider calls.
+    pub max_concurrent_provider_calls: usize,
+    /// Where "now" comes from: the system clock, or tokio's (paused) clock in tests.
+    pub clock: Clock,
+}
+
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Self {
+        Settings {
+            linger: c.linger(),
+            max_attempts: c.max_attempts.max(1),
+            retry_backoff: Duration::from_millis(c.retry_backoff_ms),
+            provider_timeout: Duration::from_secs(c.provider_timeout_secs.max(1)),
+            stuck_after: c.stuck_after(),
+            retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
+            skip_tools: c.skip_tools.iter().cloned().collect(),
+            max_concurrent_provider_calls: c.max_concurrent_provider_calls.max(1),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The running core. Dropping it without [`Core::stop`] leaves its tasks running until the runtime ends.
+pub struct Core {
+    store: Store,
+    intake: Intake,
+    queue: Queue,
+    queries: Queries,
+    events: Events,
+    /// The latest status; the publisher task holds the sender.
+    status: watch::Receiver<Status>,
+    /// Cancelled by `stop`: intake refuses new work, the publisher and the pruner end.
+    stopping: CancellationToken,
+    /// The publisher and the pruner (the queue tracks its own consumers).
+    tracker: TaskTracker,
+}
+
+impl Core {
+    /// Starts the core with the configured provider and the configuration's settings.
+    pub async fn start(config: &Config) -> Result<Core, StartError> {
+        let provider = provider::from_config(config)?;
+        Core::start_with(config, provider, Settings::from(config)).await
+    }
+
+    /// Opens the store, recovers what a previous process left behind, and starts the queue (a consumer for
+    /// every session with pending work), the status publisher and the pruner. Ready when it returns.
+    pub async fn start_with(config: &Config, provider: Arc<dyn Provider>, settings: Settings) -> Result<Core, StartError> {
+        let store = Store::open(config).await?;
+        let (max_attempts, now) = (settings.max_attempts, settings.clock.now_ms());
+        let recovered = store
+            .write(move |c| {
+                let (requeued, failed) = messages::recover(c, max_attempts, now)?;
+                Ok((requeued, failed, messages::sessions_with_pending(c)?))
+            })
+            .await;
+        let (requeued, failed, pending_sessions) = match recovered {
+            Ok(r) => r,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        if requeued + failed > 0 {
+            tracing::info!(requeued, failed, "recovered messages left processing by a previous run");
+        }
+        // Nothing below can fail: from here on every component is started and stopped with the core.
+        let settings = Arc::new(settings);
+        let stopping = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let events = Events::new(EVENT_BACKLOG);
+        let (trigger, publisher, status) = status::channel();
+        let queue = Queue::start(store.clone(), provider, settings.clone(), events.clone(), trigger.clone());
+        tracker.spawn(publisher.run(
+            store.clone(),
+            settings.stuck_after,
+            settings.clock,
+            queue.live_consumers_watch(),
+            queue.paused_watch(),
+            stopping.child_token(),
+        ));
+        tracker.spawn(prune(store.clone(), settings.clone(), stopping.child_token()));
+        let intake = Intake::new(store.clone(), queue.waker(), events.clone(), trigger, settings.clone(), stopping.clone());
+        let queries = Queries::new(store.clone(), settings, status.clone());
+        for session_id in pending_sessions {
+            queue.waker().wake(session_id);
+        }
+        Ok(Core { store, intake, queue, queries, events, status, stopping, tracker })
+    }
+
+    /// Where events come in: persisted, then their session's consumer woken.
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    /// Queue administration: retry, abort, pause, delete.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Read-only queries for the API and the inspector.
+    pub fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
+    /// The latest processing status, updated as it changes.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Events from now on, as published (without the status).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Where followers subscribe to everything that happens (status and events as one stream): what
+    /// `/stream` sends and what the desktop follows.
+    pub fn updates(&self) -> Updates {
+        Updates::new(self.status.clone(), self.events.clone())
+    }
+
+    /// Stops in order: no new work, consumers cancelled and awaited (each hands its message back to
+    /// `pending`), a last sweep for any that did not, then the publisher and the pruner, then the store.
+    pub async fn stop(&self) {
+        self.stopping.cancel();
+        self.queue.shutdown().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.store.close().await;
+    }
+}
+
+/// Deletes processed messages older than the retention, at start and then hourly, until cancelled.
+async fn prune(store: Store, settings: Arc<Settings>, stopping: CancellationToken) {
+    let retention_ms = settings.retention.as_millis() as i64;
+    loop {
+        let before = settings.clock.now_ms() - retention_ms;
+        match store.write(move |c| messages::prune(c, before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned processed messages past retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Intake: where events come in. Each is persisted in one write transaction, acknowledged only after the
+//! commit, and then its session's consumer is woken. Privacy stripping and the skip list apply here, before
+//! anything is stored. The hook inbox (events `memtray hook` stored itself while no server answered) is
+//! read and emptied through here too.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{CoreError, Result, Settings};
+use crate::events::{Event, Events};
+use crate::privacy;
+use crate::queue::Waker;
+use crate::queue::message::{Payload, SummaryRequest, ToolUse};
+use crate::status::StatusTrigger;
+use crate::store::{Store, inbox, messages, sessions};
+
+/// Why an event was answered `skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The tool is on the skip list.
+    SkippedTool,
+    /// The session's current prompt was entirely private.
+    PrivatePrompt,
+}
+
+impl SkipReason {
+    /// The `reason` field of the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::SkippedTool => "skip_tool",
+            SkipReason::PrivatePrompt => "private",
+        }
+    }
+}
+
+/// What became of a queued event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Stored (and committed) as this message.
+    New {
+        /// The session's row id.
+        session_id: i64,
+        /// The message's row id.
+        message_id: i64,
+    },
+    /// Seen before; nothing stored.
+    Duplicate,
+    /// Not stored, on purpose.
+    Skipped(SkipReason),
+}
+
+/// What `init_session` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Initialized {
+    /// The session's row id.
+    pub session_id: i64,
+    /// The prompt's number (0 when no prompt was given).
+    pub prompt_number: i64,
+    /// The prompt was entirely private: nothing of it stored.
+    pub private: bool,
+    /// The same idempotency key was seen before.
+    pub duplicate: bool,
+}
+
+/// The handle to intake; clone freely.
+#[derive(Clone)]
+pub struct Intake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// Wakes a session's consumer once its message is committed.
+    waker: Waker,
+    events: Events,
+    trigger: StatusTrigger,
+    settings: Arc<Settings>,
+    /// The core's stop token: once cancelled, intake refuses new work.
+    stopping: CancellationToken,
+}
+
+impl Intake {
+    pub(crate) fn new(
+        store: Store,
+        waker: Waker,
+        events: Events,
+        trigger: StatusTrigger,
+        settings: Arc<Settings>,
+        stopping: CancellationToken,
+    ) -> Intake {
+        Intake { inner: Arc::new(Inner { store, waker, events, trigger, settings, stopping }) }
+    }
+
+    /// Creates the session if new (idempotent) and, with a prompt, counts it as the session's current one.
+    /// An entirely private prompt is counted but nothing of it is stored.
+    pub async fn init_session(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        prompt: Option<&str>,
+        idempotency_key: Option<String>,
+    ) -> Result<Initialized> {
+        self.accepting()?;
+        let prompt = prompt.map(privacy::strip_prompt);
+        let private = matches!(prompt, Some(None));
+        let (session, recorded) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
+                let record = |text: Option<String>| {
+                    sessions::record_prompt(c, session.id, text.as_deref(), idempotency_key.as_deref(), now)
+                };
+                prompt.map(record).transpose()
+            })
+            .await?;
+        self.inner.trigger.changed();
+        Ok(Initialized {
+            session_id: session.id,
+            prompt_number: recorded.map_or(session.prompt_counter, |r| r.prompt_number),
+            private,
+            duplicate: recorded.is_some_and(|r| r.duplicate),
+        })
+    }
+
+    /// Persists a tool use as an observation message, then wakes the session's consumer. Returns only after
+    /// the commit. Skip-listed tools and tool uses under an entirely private prompt are not stored.
+    pub async fn queue_observation(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        mut tool: ToolUse,
+        idempotency_key: Option<String>,
+    ) -> Result<Queued> {
+        self.accepting()?;
+        if self.inner.settings.skip_tools.contains(&tool.tool_name) {
+            return Ok(Queued::Skipped(SkipReason::SkippedTool));
+        }
+        privacy::strip_json(&mut tool.tool_input);
+        privacy::strip_json(&mut tool.tool_response);
+        let key = idempotency_key.or_else(|| tool.tool_use_id.clone());
+        let tool_name = tool.tool_name.clone();
+        let (queued, _) = self.enqueue(agent_session_id, project, Payload::Observation(tool), key, true).await?;
+        if let Queued::New { session_id, message_id } = queued {
+            self.inner.events.publish(Event::ObservationQueued { session_id, message_id, tool_name });
+        }
+        Ok(queued)
+    }
+
+    /// Persists a summarize request, then wakes the session's consumer.
+    pub async fn queue_summarize(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        mut request: SummaryRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<Queued> {
+        self.accepting()?;
+        request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
+        request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
+        let (queued, project) =
+            self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
+        if let Queued::New { session_id, message_id } = queued {
+            self.inner.events.publish(Event::SummaryQueued { session_id, message_id, project });
+        }
+        Ok(queued)
+    }
+
+    /// Stores one message; returns what became of it and the session's project.
+    async fn enqueue(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        payload: Payload,
+        key: Option<String>,
+        skip_if_private: bool,
+    ) -> Result<(Queued, String)> {
+        let (session, queued) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
+                if skip_if_private && session.prompt_private {
+                    return Ok(Queued::Skipped(SkipReason::PrivatePrompt));
+                }
+                Ok(match messages::enqueue(c, session.id, &payload, session.prompt_counter, key.as_deref(), now)? {
+                    messages::Enqueued::New(message_id) => Queued::New { session_id: session.id, message_id },
+                    messages::Enqueued::Duplicate => Queued::Duplicate,
+                })
+            })
+            .await?;
+        if let Queued::New { .. } = queued {
+            self.inner.waker.wake(session.id);
+            self.inner.trigger.changed();
+        }
+        Ok((queued, session.project))
+    }
+
+    /// Creates the session if new and records its transcript path and start source when given.
+    pub async fn note_session(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        transcript_path: Option<String>,
+        source: Option<String>,
+    ) -> Result<i64> {
+        self.accepting()?;
+        let (session, ()) = self
+            .in_session(agent_session_id, project, move |c, session, _| {
+                sessions::set_origin(c, session.id, transcript_path.as_deref(), source.as_deref())
+            })
+            .await?;
+        Ok(session.id)
+    }
+
+    /// Queues tool uses in one transaction, in the order given, skipping skip-listed tools and those already
+    /// stored (same `tool_use_id`). Tool uses without an id are not deduplicated, so callers pass ids. Returns
+    /// how many were queued.
+    pub async fn queue_observations(
+        &self,
+        agent_session_id: &str,
+        project: &str,
+        tools: Vec<ToolUse>,
+    ) -> Result<usize> {
+        self.accepting()?;
+        let skip = &self.inner.settings.skip_tools;
+        let payloads: Vec<(Option<String>, Payload)> = tools
+            .into_iter()
+            .filter(|t| !skip.contains(&t.tool_name))
+            .map(|mut t| {
+                privacy::strip_json(&mut t.tool_input);
+                privacy::strip_json(&mut t.tool_response);
+                (t.tool_use_id.clone(), Payload::Observation(t))
+            })
+            .collect();
+        if payloads.is_empty() {
+            return Ok(0);
+        }
+        let (session, queued) = self
+            .in_session(agent_session_id, project, move |c, session, now| {
+                let mut queued = 0;
+                if !session.prompt_private {
+                    for (key, payload) in &payloads {
+                        let enqueued =
+                            messages::enqueue(c, session.id, payload, session.prompt_counter, key.as_deref(), now)?;
+                        queued += usize::from(matches!(enqueued, messages::Enqueued::New(_)));
+                    }
+                }
+                Ok(queued)
+            })
+            .await?;
+        if queued > 0 {
+            self.inner.waker.wake(session.id);
+            self.inner.trigger.changed();
+        }
+        Ok(queued)
+    }
+
+    /// Marks the session completed. Returns false when there is no such active session.
+    pub async fn complete_session(&self, agent_session_id: &str) -> Result<bool> {
+        let agent = agent_session_id.to_string();
+        let now = self.inner.settings.clock.now_ms();
+        let done = self
+            .inner
+            .store
+            .write(move |c| match sessions::find(c, &agent)? {
+                Some(s) if sessions::complete(c, s.id, now)? => Ok(Some(s)),
+                _ => Ok(None),
+            })
+            .await?;
+        let Some(session) = done else { return Ok(false) };
+        self.inner.events.publish(Event::SessionCompleted { session_id: session.id, project: session.project });
+        self.inner.trigger.changed();
+        Ok(true)
+    }
+
+    /// Up to `limit` events from the hook inbox, oldest first, as (row id, raw body).
+    pub async fn inbox_oldest(&self, limit: u32) -> Result<Vec<(i64, String)>> {
+        Ok(self.inner.store.read(move |c| inbox::oldest(c, limit)).await?)
+    }
+
+    /// Removes an inbox event once it was taken in.
+    pub async fn inbox_remove(&self, id: i64) -> Result<()> {
+        Ok(self.inner.store.write(move |c| inbox::remove(c, id)).await?)
+    }
+
+    /// True when the hook inbox holds events.
+    pub async fn inbox_waiting(&self) -> Result<bool> {
+        Ok(self.inner.store.read(|c| inbox::is_empty(c).map(|empty| !empty)).await?)
+    }
+
+    /// Runs `f` in one write transaction with the session (created on first sight), then announces the
+    /// session if it is new. Every path that takes an event in goes through here.
+    async fn in_session<T, F>(&self, agent_session_id: &str, project: &str, f: F) -> Result<(sessions::Session, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &sessions::Session, i64) -> crate::store::Result<T> + Send + 'static,
+    {
+        let agent = agent_session_id.to_string();
+        let project = project.to_string();
+        let clock = self.inner.settings.clock;
+        let (session, created, out) = self
+            .inner
+            .store
+            .write(move |c| {
+                let now = clock.now_ms();
+                let (session, created) = sessions::ensure(c, &agent, &project, now)?;
+                let out = f(c, &session, now)?;
+                Ok((session, created, out))
+            })
+            .await?;
+        if created {
+            self.inner.events.publish(Event::SessionStarted {
+                session_id: session.id,
+                agent_session_id: session.agent_session_id.clone(),
+                project: session.project.clone(),
+            });
+            self.inner.trigger.changed();
+        }
+        Ok((session, out))
+    }
+
+    fn accepting(&self) -> Result<()> {
+        if self.inner.stopping.is_cancelled() { Err(CoreError::ShuttingDown) } else { Ok(()) }
+    }
+}

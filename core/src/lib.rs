@@ -1,0 +1,46 @@
+//! memtray's core: catches a coding agent's hook events, never loses one, and turns them into memory.
+//!
+//! # Layout
+//! The folders read as the architecture: an engine, the surfaces over it, and the adapters for agents.
+//!
+//! - [`core`]: the [`Core`] that owns the components below and starts and stops them as one; its
+//!   [`Settings`] and its [`clock`].
+//! - Engine
+//!   - [`store`]: the SQLite database; one writer task with group commit, reads off the async workers,
+//!     per-table SQL in `store::{sessions, messages, memories, stats, inbox}`.
+//!   - [`intake`]: persist, then wake: every event's way in.
+//!   - [`queue`]: the queue actor (one in-order consumer per session, retry, abort, pause, delete) and the
+//!     message vocabulary (`queue::message`).
+//!   - [`memory`]: what is remembered, and the providers that make it (`memory::provider`, `local`,
+//!     `faults`).
+//!   - [`queries`]: read-only views for the API and the inspector.
+//!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
+//!   - [`privacy`]: `<private>` removal before anything is stored; [`project`]: a project name from a folder.
+//! - Surfaces
+//!   - [`api`]: the HTTP routes (claude-mem compatible intake, Claude Code's hooks, the inspector API, the
+//!     event stream, the embedded web UI from the top-level `ui/` folder) and how errors become answers.
+//!   - [`server`]: binds loopback and serves a [`Core`] over the API.
+//!   - [`client`]: the async client of a running memtray (requests and the event stream).
+//! - Adapters
+//!   - [`agents::claude_code`]: Claude Code's hook events, transcripts and reconciliation, the hook inbox,
+//!     the `memtray hook` command, and editing Claude Code's settings.
+//! - [`config`]: defaults, the TOML file, `MEMTRAY_*` overrides, and where things live.
+
+pub mod agents;
+pub mod api;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod events;
+pub mod intake;
+pub mod memory;
+pub mod privacy;
+pub mod project;
+pub mod queries;
+pub mod queue;
+pub mod server;
+pub mod status;
+pub mod store;
+
+pub use crate::core::{Core, CoreError, Settings};

@@ -1,0 +1,1655 @@
+//! The embedded offline provider: reads a tool use's JSON and writes down what it shows, as exactly one
+//! observation, and tells a session span from its observations and the agent's last message.
+//! There is one rule per tool family (files, shell, search, web, subagents, todos, MCP) and a fallback
+//! for any other tool. It uses no network and no model, and the same input always gives the same memory.
+
+use serde_json::Value;
+
+use super::provider::{Provider, ProviderError, SessionContext};
+use crate::memory::{NewObservation, NewSummary};
+use crate::queue::message::{SummaryRequest, ToolUse};
+
+/// Longest title, in characters.
+const TITLE_MAX: usize = 80;
+/// Longest fact or subtitle, in characters.
+const FACT_MAX: usize = 160;
+/// Longest value quoted inside a title or a generic fact.
+const VALUE_MAX: usize = 60;
+/// Longest summary field taken from free text (request, fallback, next steps).
+const TEXT_MAX: usize = 300;
+/// Most matched files an observation lists.
+const FILES_MAX: usize = 20;
+/// Most items a summary sentence lists before "+N more".
+const DIGEST_MAX: usize = 6;
+/// Most facts taken from an unknown tool's input.
+const INPUT_FACTS_MAX: usize = 8;
+
+const DISCOVERY: &str = "discovery";
+const CHANGE: &str = "change";
+const COMMAND: &str = "command";
+const TEST: &str = "test";
+const RESEARCH: &str = "research";
+const DECISION: &str = "decision";
+
+/// Deterministic, offline: reads the tool use and writes down what it shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalProvider;
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn observe(&self, _ctx: &SessionContext, tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
+        Ok(vec![observe_tool(tool)])
+    }
+
+    async fn summarize(&self, ctx: &SessionContext, request: &SummaryRequest) -> Result<NewSummary, ProviderError> {
+        Ok(summarize_span(ctx, request))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Observations
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One tool use as the rules read it.
+struct Call<'a> {
+    input: &'a Value,
+    response: &'a Value,
+    cwd: &'a str,
+}
+
+impl<'a> Call<'a> {
+    /// A non-blank string field of the input.
+    fn input_text(&self, key: &str) -> Option<&'a str> {
+        text_at(self.input, key)
+    }
+
+    /// `path`, relative to the session's working directory when under it.
+    fn relative(&self, path: &str) -> String {
+        relative_to(path, self.cwd)
+    }
+
+    /// The file the tool worked on: from the input, else from the response; relative when under `cwd`.
+    fn file_path(&self) -> Option<String> {
+        ["file_path", "notebook_path", "path"]
+            .iter()
+            .find_map(|key| self.input_text(key))
+            .or_else(|| text_at(self.response, "filePath"))
+            .or_else(|| self.response.get("file").and_then(|file| text_at(file, "filePath")))
+            .map(|path| self.relative(path))
+    }
+
+    /// One output stream of a shell response (a bare string response counts as stdout), colours removed.
+    fn stream(&self, key: &str) -> String {
+        let raw = match self.response {
+            Value::String(s) if key == "stdout" => s.as_str(),
+            other => other.get(key).and_then(Value::as_str).unwrap_or(""),
+        };
+        strip_ansi(raw)
+    }
+}
+
+/// The one observation a tool use gives.
+fn observe_tool(tool: &ToolUse) -> NewObservation {
+    let call = Call { input: &tool.tool_input, response: &tool.tool_response, cwd: &tool.cwd };
+    let name = tool.tool_name.trim();
+    let mut obs = match name {
+        "Read" => read(&call),
+        "Edit" | "MultiEdit" => edit(&call),
+        "Write" => write(&call),
+        "NotebookEdit" => notebook_edit(&call),
+        "Bash" => bash(&call),
+        "Grep" => grep(&call),
+        "Glob" => glob(&call),
+        "WebFetch" => web_fetch(&call),
+        "WebSearch" => web_search(&call),
+        "Task" | "Agent" => subagent(&call),
+        "TodoWrite" => todo_write(&call),
+        _ => match mcp_name(name) {
+            Some((server, tool)) => mcp(&call, server, tool),
+            None => other_tool(&call, name),
+        },
+    };
+    obs.files_read = distinct(obs.files_read);
+    obs.files_modified = distinct(obs.files_modified);
+    obs
+}
+
+/// A fresh observation with its kind and (clipped) title.
+fn observation(kind: &str, title: &str) -> NewObservation {
+    NewObservation { kind: kind.to_string(), title: clip(title, TITLE_MAX), ..Default::default() }
+}
+
+/// `label: value`, on one line and clipped.
+fn fact(label: &str, value: &str) -> String {
+    clip(&format!("{label}: {value}"), FACT_MAX)
+}
+
+// --- Files -----------------------------------------------------------------------------------------------------
+
+/// `Read`: what file, and how much of it.
+fn read(call: &Call) -> NewObservation {
+    let Some(path) = call.file_path() else {
+        let mut obs = observation(DISCOVERY, "Read a file");
+        obs.facts.extend(lines_read(call));
+        return obs;
+    };
+    let mut obs = observation(DISCOVERY, &format!("Read {}", file_name(&path)));
+    obs.subtitle = clip(&path, FACT_MAX);
+    obs.facts.extend(lines_read(call));
+    obs.files_read.push(path);
+    obs
+}
+
+/// The lines a `Read` returned, from the response when it says, else the range the input asked for.
+fn lines_read(call: &Call) -> Option<String> {
+    let file = call.response.get("file").unwrap_or(&Value::Null);
+    let start = uint_at(file, "startLine").unwrap_or(1).max(1);
+    match (uint_at(file, "numLines"), uint_at(file, "totalLines")) {
+        (Some(num), Some(total)) if num > 0 && num < total => {
+            Some(format!("read lines {start}-{} of {total}", start + num - 1))
+        }
+        (Some(num), _) => Some(format!("read {}", count(num, "line"))),
+        (None, Some(total)) => Some(format!("file has {}", count(total, "line"))),
+        (None, None) => requested_range(call.input),
+    }
+}
+
+/// The range a `Read` input asked for (`offset`, `limit`).
+fn requested_range(input: &Value) -> Option<String> {
+    match (uint_at(input, "offset"), uint_at(input, "limit")) {
+        (Some(offset), Some(limit)) => Some(format!("requested {} from line {offset}", count(limit, "line"))),
+        (Some(offset), None) => Some(format!("requested lines from {offset}")),
+        (None, Some(limit)) => Some(format!("requested the first {}", count(limit, "line"))),
+        (None, None) => None,
+    }
+}
+
+/// The start of a change to one file: `<verb> <name>`, the path as subtitle and in `files_modified`.
+fn file_change(call: &Call, verb: &str) -> NewObservation {
+    let Some(path) = call.file_path() else {
+        return observation(CHANGE, &format!("{verb} a file"));
+    };
+    let mut obs = observation(CHANGE, &format!("{verb} {}", file_name(&path)));
+    obs.subtitle = clip(&path, FACT_MAX);
+    obs.files_modified.push(path);
+    obs
+}
+
+/// One replacement of an `Edit` or `MultiEdit`.
+struct EditSpan {
+    old_lines: u64,
+    new_lines: u64,
+    replace_all: bool,
+}
+
+impl EditSpan {
+    fn from_json(edit: &Value) -> EditSpan {
+        let lines = |key| edit.get(key).and_then(Value::as_str).map_or(0, line_count);
+        EditSpan {
+            old_lines: lines("old_string"),
+            new_lines: lines("new_string"),
+            replace_all: edit.get("replace_all").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
+/// `Edit` / `MultiEdit`: which file, how many lines went in and out.
+fn edit(call: &Call) -> NewObservation {
+    let mut obs = file_change(call, "Edited");
+    obs.facts = edit_facts(&edit_spans(call.input));
+    obs
+}
+
+/// The replacements an edit input describes: its `edits` list, or itself.
+fn edit_spans(input: &Value) -> Vec<EditSpan> {
+    match input.get("edits").and_then(Value::as_array) {
+        Some(edits) => edits.iter().map(EditSpan::from_json).collect(),
+        None if input.get("old_string").is_some() || input.get("new_string").is_some() => {
+            vec![EditSpan::from_json(input)]
+        }
+        None => Vec::new(),
+    }
+}
+
+fn edit_facts(edits: &[EditSpan]) -> Vec<String> {
+    if edits.is_empty() {
+        return Vec::new();
+    }
+    let old = edits.iter().map(|e| e.old_lines).sum();
+    let new = edits.iter().map(|e| e.new_lines).sum();
+    let change = line_change(old, new);
+    let mut facts = vec![if edits.len() > 1 { format!("{} edits: {change}", edits.len()) } else { change }];
+    if edits.iter().any(|e| e.replace_all) {
+        facts.push("replace_all: every occurrence replaced".to_string());
+    }
+    facts
+}
+
+/// "replaced 2 lines with 1 line", "inserted 3 lines", "removed 1 line".
+fn line_change(old: u64, new: u64) -> String {
+    match (old, new) {
+        (0, 0) => "empty edit".to_string(),
+        (0, new) => format!("inserted {}", count(new, "line")),
+        (old, 0) => format!("removed {}", count(old, "line")),
+        (old, new) => format!("replaced {} with {}", count(old, "line"), count(new, "line")),
+    }
+}
+
+/// `Write`: which file, how long, created or replaced.
+fn write(call: &Call) -> NewObservation {
+    let mut obs = file_change(call, "Wrote");
+    if let Some(content) = call.input.get("content").and_then(Value::as_str) {
+        obs.facts.push(format!("wrote {}", count(line_count(content), "line")));
+    }
+    match text_at(call.response, "type") {
+        Some("create") => obs.facts.push("created a new file".to_string()),
+        Some("update") => obs.facts.push("replaced the existing file".to_string()),
+        _ => {}
+    }
+    obs
+}
+
+/// `NotebookEdit`: which notebook, which cell, what happened to it.
+fn notebook_edit(call: &Call) -> NewObservation {
+    let mut obs = file_change(call, "Edited");
+    let cell = call.input_text("cell_id").map_or_else(|| "a cell".to_string(), |id| format!("cell {id}"));
+    let source = call.input.get("new_source").and_then(Value::as_str).map(|s| count(line_count(s), "line"));
+    let action = match call.input_text("edit_mode") {
+        Some("insert") => format!("inserted a {} cell", call.input_text("cell_type").unwrap_or("new")),
+        Some("delete") => format!("deleted {cell}"),
+        _ => format!("replaced {cell}"),
+    };
+    obs.facts.push(match source {
+        Some(lines) if call.input_text("edit_mode") != Some("delete") => format!("{action} ({lines})"),
+        _ => action,
+    });
+    obs
+}
+
+// --- Shell -----------------------------------------------------------------------------------------------------
+
+/// `Bash`: the command, whether it ran tests, and how it ended.
+fn bash(call: &Call) -> NewObservation {
+    let command = call.input_text("command");
+    let kind = if command.is_some_and(looks_like_tests) { TEST } else { COMMAND };
+    let title = call.input_text("description").or(command).unwrap_or("Ran a shell command");
+    let mut obs = observation(kind, title);
+    if let Some(command) = command {
+        obs.facts.push(fact("command", command));
+    }
+    let outcome = shell_outcome(call);
+    obs.subtitle = outcome.join(", ");
+    obs.facts.extend(outcome);
+    obs
+}
+
+/// How a shell command ended: a test result, else the exit code and interruption, else its last words.
+fn shell_outcome(call: &Call) -> Vec<String> {
+    let (stdout, stderr) = (call.stream("stdout"), call.stream("stderr"));
+    if let Some(result) = test_result(&stdout).or_else(|| test_result(&stderr)) {
+        return vec![clip(&result, FACT_MAX)];
+    }
+    let mut outcome = Vec::new();
+    if let Some(code) = exit_code(call.response) {
+        outcome.push(format!("exit code {code}"));
+    }
+    if call.response.get("interrupted").and_then(Value::as_bool) == Some(true) {
+        outcome.push("interrupted".to_string());
+    }
+    if outcome.is_empty() {
+        outcome
+            .push(last_output_line(&stdout, &stderr).map_or_else(|| "no output".to_string(), |l| fact("output", &l)));
+    }
+    outcome
+}
+
+/// The exit code, under any of the names shells and hook versions use.
+fn exit_code(response: &Value) -> Option<i64> {
+    ["exit_code", "exitCode", "returnCode", "return_code"].iter().find_map(|key| {
+        let value = response.get(*key)?;
+        value.as_i64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+    })
+}
+
+/// The line that best says how a command went: stderr's last line when it mentions an error, else stdout's,
+/// else stderr's.
+fn last_output_line(stdout: &str, stderr: &str) -> Option<String> {
+    let err = last_line(stderr);
+    if stderr.to_lowercase().contains("error") {
+        return err;
+    }
+    last_line(stdout).or(err)
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines().map(str::trim).rfind(|line| !line.is_empty()).map(str::to_string)
+}
+
+/// Programs that run tests whatever their arguments.
+const TEST_RUNNERS: &[&str] =
+    &["pytest", "py.test", "jest", "vitest", "mocha", "rspec", "phpunit", "ctest", "tox", "nox", "unittest", "nextest"];
+
+/// Programs that run tests when their subcommand says so (`cargo test`, `npm run test:unit`, `uv run pytest`).
+#[rustfmt::skip]
+const TEST_HOSTS: &[&str] = &[
+    "cargo", "go", "make", "just", "swift", "zig", "dotnet", "mix", "mvn", "gradle", "gradlew",
+    "npm", "pnpm", "yarn", "bun", "deno", "playwright",
+    "python", "python3", "uv", "poetry", "pipenv", "hatch", "bundle", "rails",
+];
+
+/// Words that only prefix the real program (`sudo`, `npx`, `timeout 60`, `RUST_LOG=debug`).
+const COMMAND_PREFIXES: &[&str] = &["sudo", "time", "env", "nice", "exec", "npx", "bunx", "pnpx", "timeout", "command"];
+
+/// True when some part of a shell command line runs a test suite.
+fn looks_like_tests(command: &str) -> bool {
+    command.split(['&', ';', '|', '\n', '(', ')']).any(segment_runs_tests)
+}
+
+fn segment_runs_tests(segment: &str) -> bool {
+    let words: Vec<&str> = segment.split_whitespace().skip_while(|word| is_command_prefix(word)).collect();
+    let Some((first, rest)) = words.split_first() else {
+        return false;
+    };
+    let program = file_name(first);
+    TEST_RUNNERS.contains(&program) || (TEST_HOSTS.contains(&program) && subcommand_is_test(rest))
+}
+
+fn is_command_prefix(word: &str) -> bool {
+    COMMAND_PREFIXES.contains(&word)
+        || word.starts_with(|c: char| c.is_ascii_digit())
+        || (word.contains('=') && !word.starts_with('-'))
+}
+
+/// The first real argument (skipping flags and one `run`/`exec`) names tests or a test runner.
+fn subcommand_is_test(args: &[&str]) -> bool {
+    let mut words = args.iter().copied().take_while(|w| *w != "--").filter(|w| !w.starts_with(['-', '+']));
+    let word = match words.next() {
+        Some("run" | "exec") => words.next(),
+        word => word,
+    };
+    word.is_some_and(|w| w.starts_with("test") || w == "t" || TEST_RUNNERS.contains(&file_name(w)))
+}
+
+/// The test summary in a command's output: cargo's `test result:` lines (added up), a pytest/jest/vitest/mocha
+/// count line, or go's package lines.
+fn test_result(output: &str) -> Option<String> {
+    cargo_result(output).or_else(|| counted_result(output)).or_else(|| go_result(output))
+}
+
+fn cargo_result(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().filter_map(|l| l.trim().strip_prefix("test result:")).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let failed_any = lines.iter().any(|l| l.trim_start().starts_with("FAILED"));
+    let sum = |word| lines.iter().filter_map(|l| number_before(l, word)).sum::<u64>();
+    let status = if failed_any { "FAILED" } else { "ok" };
+    let mut result = format!("test result: {status}. {} passed; {} failed", sum("passed"), sum("failed"));
+    if lines.len() > 1 {
+        result.push_str(&format!(" ({} suites)", lines.len()));
+    }
+    Some(result)
+}
+
+/// The last line counting passed/failed tests (pytest's `== 3 passed in 0.1s ==`, jest's `Tests: 14 passed`).
+fn counted_result(output: &str) -> Option<String> {
+    let line = output.lines().rfind(|line| {
+        ["passed", "failed", "passing", "failing"].iter().any(|word| number_before(line, word).is_some())
+    })?;
+    Some(one_line(line.trim().trim_matches('=').trim()))
+}
+
+/// Go's per-package `ok` / `FAIL` lines, counted.
+fn go_result(output: &str) -> Option<String> {
+    let package_lines = |status: &str| {
+        output.lines().filter(|l| l.contains('\t') && l.split_whitespace().next() == Some(status)).count() as u64
+    };
+    let (ok, failed) = (package_lines("ok"), package_lines("FAIL"));
+    (ok + failed > 0).then(|| format!("{} ok; {failed} failed", count(ok, "package")))
+}
+
+/// The number right before `word` in `text` ("14 passed; 0 failed" → 14 for "passed").
+fn number_before(text: &str, word: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())).collect();
+    words.windows(2).find(|pair| pair[1] == word).and_then(|pair| pair[0].parse().ok())
+}
+
+// --- Search ----------------------------------------------------------------------------------------------------
+
+/// `Grep`: the pattern, where, and which files matched.
+fn grep(call: &Call) -> NewObservation {
+    let pattern = call.input_text("pattern");
+    let title =
+        pattern.map_or_else(|| "Searched the code".to_string(), |p| format!("Searched for \"{}\"", clip(p, VALUE_MAX)));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
+    obs.facts.extend(search_scope(call, &mut obs.subtitle));
+    if let Some(glob) = call.input_text("glob") {
+        obs.facts.push(fact("glob", glob));
+    }
+    if let Some(file_type) = call.input_text("type") {
+        obs.facts.push(fact("type", file_type));
+    }
+    let files = listed_files(call);
+    if let Some(matched) = uint_at(call.response, "numFiles").or(files.as_ref().map(|f| f.len() as u64)) {
+        obs.facts.push(format!("{} matched", count(matched, "file")));
+    }
+    if let Some(lines) = uint_at(call.response, "numLines").filter(|n| *n > 0) {
+        obs.facts.push(format!("{} of matches", count(lines, "line")));
+    }
+    obs.files_read = files.unwrap_or_default().into_iter().take(FILES_MAX).collect();
+    obs
+}
+
+/// `Glob`: the pattern and how many files it found.
+fn glob(call: &Call) -> NewObservation {
+    let pattern = call.input_text("pattern");
+    let title = pattern.map_or_else(|| "Listed files".to_string(), |p| format!("Listed files matching {p}"));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
+    obs.facts.extend(search_scope(call, &mut obs.subtitle));
+    let found = uint_at(call.response, "numFiles").or(listed_files(call).map(|f| f.len() as u64));
+    if let Some(found) = found {
+        let truncated = call.response.get("truncated").and_then(Value::as_bool) == Some(true);
+        obs.facts.push(format!("{} found{}", count(found, "file"), if truncated { " (truncated)" } else { "" }));
+    }
+    obs
+}
+
+/// The `in: <path>` fact of a search, also written as the subtitle.
+fn search_scope(call: &Call, subtitle: &mut String) -> Option<String> {
+    let scope = call.relative(call.input_text("path")?);
+    *subtitle = clip(&format!("in {scope}"), FACT_MAX);
+    Some(fact("in", &scope))
+}
+
+/// The response's `filenames`, relative to `cwd`, when it has that list.
+fn listed_files(call: &Call) -> Option<Vec<String>> {
+    let names = call.response.get("filenames")?.as_array()?;
+    Some(names.iter().filter_map(Value::as_str).map(|name| call.relative(name)).collect())
+}
+
+// --- Web and subagents -----------------------------------------------------------------------------------------
+
+/// `WebFetch`: which site, what was asked of the page, the HTTP status.
+fn web_fetch(call: &Call) -> NewObservation {
+    let url = call.input_text("url");
+    let title = url.map_or_else(|| "Fetched a web page".to_string(), |u| format!("Fetched {}", url_host(u)));
+    let mut obs = observation(RESEARCH, &title);
+    if let Some(url) = url {
+        obs.subtitle = clip(url, FACT_MAX);
+        obs.facts.push(fact("url", url));
+    }
+    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
+    if let Some(code) = uint_at(call.response, "code") {
+        let text = text_at(call.response, "codeText").unwrap_or("");
+        obs.facts.push(clip(&format!("HTTP {code} {text}"), FACT_MAX));
+    }
+    obs
+}
+
+/// `WebSearch`: the query, domain limits, how many results.
+fn web_search(call: &Call) -> NewObservation {
+    let query = call.input_text("query");
+    let title = query.map_or_else(|| "Searched the web".to_string(), |q| format!("Searched the web for \"{q}\""));
+    let mut obs = observation(RESEARCH, &title);
+    obs.facts.extend(query.map(|q| fact("query", q)));
+    for key in ["allowed_domains", "blocked_domains"] {
+        let domains = string_list(call.input, key);
+        if !domains.is_empty() {
+            obs.facts.push(fact(&key.replace('_', " "), &domains.join(", ")));
+        }
+    }
+    if let Some(results) = call.response.get("results").and_then(Value::as_array) {
+        obs.facts.push(count(results.len() as u64, "result"));
+    }
+    obs
+}
+
+/// `Task` / `Agent`: what the subagent was asked and what it answered.
+fn subagent(call: &Call) -> NewObservation {
+    let title =
+        call.input_text("description").map_or_else(|| "Ran a subagent".to_string(), |d| format!("Subagent: {d}"));
+    let mut obs = observation(RESEARCH, &title);
+    if let Some(agent) = call.input_text("subagent_type") {
+        obs.subtitle = clip(&format!("{agent} agent"), FACT_MAX);
+        obs.facts.push(fact("agent", agent));
+    }
+    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
+    if let Some(answer) = response_text(call.response).as_deref().and_then(first_sentence) {
+        obs.facts.push(fact("result", &answer));
+    }
+    if let Some(uses) = uint_at(call.response, "totalToolUseCount") {
+        obs.facts.push(count(uses, "tool use"));
+    }
+    obs
+}
+
+/// The text a subagent answered: a bare string, `content` text blocks, or `result`.
+fn response_text(response: &Value) -> Option<String> {
+    if let Some(text) = response.as_str().or_else(|| text_at(response, "result")) {
+        return Some(text.to_string());
+    }
+    let blocks = response.get("content")?.as_array()?;
+    let text: Vec<&str> = blocks.iter().filter_map(|block| text_at(block, "text")).collect();
+    (!text.is_empty()).then(|| text.join("\n"))
+}
+
+// --- Plans, MCP, anything else ---------------------------------------------------------------------------------
+
+/// `TodoWrite`: the plan as it stands: how much is done, what is in progress, what is left.
+fn todo_write(call: &Call) -> NewObservation {
+    let todos: Vec<(&str, &str)> = call
+        .input
+        .get("todos")
+        .and_then(Value::as_array)
+        .map(|todos| {
+            todos
+                .iter()
+                .filter_map(|t| Some((text_at(t, "content")?, text_at(t, "status").unwrap_or("pending"))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let done = todos.iter().filter(|(_, status)| *status == "completed").count();
+    let mut obs = observation(DECISION, &format!("Updated the todo list ({done} of {} done)", todos.len()));
+    if let Some((current, _)) = todos.iter().find(|(_, status)| *status == "in_progress") {
+        obs.subtitle = fact("now", current);
+    }
+    obs.facts = todos.iter().map(|(content, status)| fact(&status.replace('_', " "), content)).collect();
+    cap_list(&mut obs.facts, INPUT_FACTS_MAX);
+    obs
+}
+
+/// `mcp__server__tool` → `(server, tool)`.
+fn mcp_name(name: &str) -> Option<(&str, &str)> {
+    let (server, tool) = name.strip_prefix("mcp__")?.split_once("__")?;
+    (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
+}
+
+/// An MCP tool: which tool of which server, with its scalar arguments.
+fn mcp(call: &Call, server: &str, tool: &str) -> NewObservation {
+    let mut obs = observation(DISCOVERY, &format!("Used {tool} ({server})"));
+    obs.subtitle = clip(&format!("MCP server {server}"), FACT_MAX);
+    obs.facts = input_facts(call.input);
+    obs
+}
+
+/// Any other tool: its name and its scalar arguments.
+fn other_tool(call: &Call, name: &str) -> NewObservation {
+    let title = if name.is_empty() { "Used an unnamed tool".to_string() } else { format!("Used {name}") };
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts = input_facts(call.input);
+    obs
+}
+
+/// `key: value` for the input's top-level scalar fields (or the input itself when it is not an object).
+fn input_facts(input: &Value) -> Vec<String> {
+    match input {
+        Value::Object(fields) => fields
+            .iter()
+            .filter_map(|(key, value)| Some(fact(key, &clip(&scalar(value)?, VALUE_MAX))))
+            .take(INPUT_FACTS_MAX)
+            .collect(),
+        Value::Array(items) => vec![format!("input: {}", count(items.len() as u64, "item"))],
+        other => scalar(other).map(|s| fact("input", &clip(&s, VALUE_MAX))).into_iter().collect(),
+    }
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Summaries
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The summary of the span in `ctx`.
+fn summarize_span(ctx: &SessionContext, request: &SummaryRequest) -> NewSummary {
+    let observations = &ctx.observations;
+    NewSummary {
+        request: request_text(&ctx.prompts, &request.last_user_message),
+        investigated: investigated(observations),
+        completed: completed(observations, &request.last_assistant_message),
+        next_steps: next_steps(&request.last_assistant_message),
+        files_read: distinct(observations.iter().flat_map(|o| o.files_read.iter().cloned())),
+        files_edited: distinct(observations.iter().flat_map(|o| o.files_modified.iter().cloned())),
+    }
+}
+
+/// The span's prompts: all of them joined when they fit, else the first and how many followed; else the last
+/// user message.
+fn request_text(prompts: &[String], last_user_message: &str) -> String {
+    let prompts: Vec<String> = prompts.iter().map(|p| one_line(p)).filter(|p| !p.is_empty()).collect();
+    let Some((first, follow_ups)) = prompts.split_first() else {
+        return clip(last_user_message, TEXT_MAX);
+    };
+    let joined = prompts.join(" / ");
+    if follow_ups.is_empty() || joined.chars().count() <= TEXT_MAX {
+        return clip(&joined, TEXT_MAX);
+    }
+    let suffix = format!(" (+{})", count(follow_ups.len() as u64, "follow-up"));
+    format!("{}{suffix}", clip(first, TEXT_MAX - suffix.chars().count()))
+}
+
+fn is_investigation(obs: &NewObservation) -> bool {
+    matches!(obs.kind.as_str(), DISCOVERY | RESEARCH)
+}
+
+fn is_work(obs: &NewObservation) -> bool {
+    matches!(obs.kind.as_str(), CHANGE | COMMAND | TEST | "bugfix" | "feature" | "refactor")
+}
+
+/// What was looked at: searches with their match counts, files read, pages fetched.
+fn investigated(observations: &[NewObservation]) -> String {
+    let mut digest = Digest::default();
+    for obs in observations.iter().filter(|o| is_investigation(o)) {
+        if obs.title.starts_with("Read ") && !obs.files_read.is_empty() {
+            digest.add_files("read", &obs.files_read);
+        } else if !obs.title.is_empty() {
+            let detail = matched_count(obs).map(|n| format!(" ({n})")).unwrap_or_default();
+            digest.add_text(format!("{}{detail}", decapitalize(&obs.title)));
+        }
+    }
+    digest.render()
+}
+
+/// "2 files" from a search's "2 files matched" / "2 files found" fact.
+fn matched_count(obs: &NewObservation) -> Option<&str> {
+    obs.facts
+        .iter()
+        .filter_map(|f| f.strip_suffix(" matched").or_else(|| f.strip_suffix(" found")))
+        .find(|f| f.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// What was done: files changed and commands run with their latest outcome; else what the agent said it did.
+fn completed(observations: &[NewObservation], last_assistant_message: &str) -> String {
+    let mut digest = Digest::default();
+    for obs in observations.iter().filter(|o| is_work(o)) {
+        note_work(&mut digest, obs);
+    }
+    if !digest.is_empty() {
+        return digest.render();
+    }
+    first_sentence(last_assistant_message)
+        .map(|s| clip(&s, TEXT_MAX))
+        .unwrap_or_else(|| "Nothing was changed.".to_string())
+}
+
+fn note_work(digest: &mut Digest, obs: &NewObservation) {
+    let command = obs.facts.iter().enumerate().find_map(|(i, f)| Some((i, f.strip_prefix("command: ")?)));
+    if let Some((position, command)) = command {
+        let command = clip(command, TITLE_MAX);
+        let outcome = obs.facts[position + 1..].join(", ");
+        let text = if outcome.is_empty() { format!("ran {command}") } else { format!("ran {command}: {outcome}") };
+        digest.replace(command, text);
+    } else if !obs.files_modified.is_empty() {
+        let verb = obs.title.split_whitespace().next().map_or_else(|| "changed".to_string(), str::to_lowercase);
+        digest.add_files(&verb, &obs.files_modified);
+    } else if !obs.title.is_empty() {
+        digest.add_text(decapitalize(&obs.title));
+    }
+}
+
+/// A sentence of distinct items joined by "; ", where files under the same verb share one item.
+#[derive(Default)]
+struct Digest {
+    entries: Vec<Entry>,
+}
+
+enum Entry {
+    Files { verb: String, files: Vec<String> },
+    Text { key: String, text: String },
+}
+
+impl Digest {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds files to the item for `verb` (`read a, b`), creating it at the end when new.
+    fn add_files(&mut self, verb: &str, files: &[String]) {
+        let existing = self.entries.iter_mut().find_map(|entry| match entry {
+            Entry::Files { verb: v, files } if v == verb => Some(files),
+            _ => None,
+        });
+        match existing {
+            Some(list) => *list = distinct(list.iter().chain(files).cloned()),
+            None => self.entries.push(Entry::Files { verb: verb.to_string(), files: distinct(files.iter().cloned()) }),
+        }
+    }
+
+    /// Adds a text item unless the same text is already there.
+    fn add_text(&mut self, text: String) {
+        if !self.entries.iter().any(|e| matches!(e, Entry::Text { text: t, .. } if *t == text)) {
+            self.entries.push(Entry::Text { key: text.clone(), text });
+        }
+    }
+
+    /// Adds a text item, dropping any earlier one with the same key (a command run again: its last outcome wins).
+    fn replace(&mut self, key: String, text: String) {
+        self.entries.retain(|e| !matches!(e, Entry::Text { key: k, .. } if *k == key));
+        self.entries.push(Entry::Text { key, text });
+    }
+
+    fn render(&self) -> String {
+        let mut items: Vec<String> = self
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Files { verb, files } => {
+                    let mut files = files.clone();
+                    cap_list(&mut files, DIGEST_MAX);
+                    format!("{verb} {}", files.join(", "))
+                }
+                Entry::Text { text, .. } => text.clone(),
+            })
+            .collect();
+        cap_list(&mut items, DIGEST_MAX);
+        capitalize(&items.join("; "))
+    }
+}
+
+/// Cues that mark a next step anywhere in a sentence.
+#[rustfmt::skip]
+const NEXT_STEP_ANYWHERE: &[&str] = &[
+    "next step", "still need", "may want to", "might want to", "follow-up", "follow up",
+    "left to do", "remaining work", "not yet", "todo:", "to do:",
+];
+
+/// Cues that mark a next step when a sentence starts with them.
+const NEXT_STEP_START: &[&str] = &["next,", "next:", "todo", "remaining"];
+
+/// What is left, when the last assistant message says so: a "Next steps:" heading with its bullets or following
+/// line, or the first sentence with a next-step cue; else empty.
+fn next_steps(message: &str) -> String {
+    let lines: Vec<&str> = message.lines().collect();
+    for (index, line) in lines.iter().enumerate() {
+        let text = strip_marker(line);
+        let Some(sentence) = sentences(text).into_iter().find(|s| has_next_step_cue(s)) else {
+            continue;
+        };
+        if is_heading(line, text)
+            && let Some(body) = heading_body(&lines[index + 1..])
+        {
+            return clip(&format!("{}: {body}", text.trim_end_matches([':', '*']).trim()), TEXT_MAX);
+        }
+        return clip(sentence, TEXT_MAX);
+    }
+    String::new()
+}
+
+fn has_next_step_cue(sentence: &str) -> bool {
+    let lower = sentence.trim().to_lowercase();
+    NEXT_STEP_ANYWHERE.iter().any(|cue| lower.contains(cue)) || NEXT_STEP_START.iter().any(|cue| lower.starts_with(cue))
+}
+
+/// A line that introduces what follows: ends with a colon, or is a short markdown heading.
+fn is_heading(line: &str, text: &str) -> bool {
+    text.trim_end_matches('*').ends_with(':')
+        || (line.trim_start().starts_with('#') && text.split_whitespace().count() <= 4)
+}
+
+/// The bullets under a heading ("a; b"), or the next non-blank line when there are none.
+fn heading_body(after: &[&str]) -> Option<String> {
+    let mut rest = after.iter().skip_while(|l| l.trim().is_empty()).peekable();
+    let first = rest.peek()?;
+    if !is_bullet(first) {
+        return Some(one_line(strip_marker(first)));
+    }
+    let bullets: Vec<String> = rest.take_while(|l| is_bullet(l)).map(|l| one_line(strip_marker(l))).collect();
+    Some(bullets.join("; "))
+}
+
+fn is_bullet(line: &str) -> bool {
+    let line = line.trim_start();
+    if line.starts_with(['-', '*', '•']) {
+        return true;
+    }
+    let digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+    digits.len() < line.len() && digits.starts_with(['.', ')'])
+}
+
+/// A line without its markdown: heading hashes, bullet or number, quote, bold markers.
+fn strip_marker(line: &str) -> &str {
+    let line = line.trim().trim_start_matches(['#', '>', '-', '*', '•']).trim_start();
+    let digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+    let line = match digits.strip_prefix(['.', ')']) {
+        Some(rest) if digits.len() < line.len() => rest,
+        _ => line,
+    };
+    line.trim().trim_start_matches(['*', '_']).trim()
+}
+
+/// The first sentence of the first line of prose (headings skipped).
+fn first_sentence(text: &str) -> Option<String> {
+    let line = text.lines().filter(|l| !l.trim_start().starts_with('#')).map(strip_marker).find(|l| !l.is_empty())?;
+    sentences(line).first().map(|s| s.to_string())
+}
+
+/// A line cut after each `.`, `!` or `?` that is followed by whitespace.
+fn sentences(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let at_boundary = chars.peek().is_none_or(|(_, next)| next.is_whitespace());
+        if matches!(c, '.' | '!' | '?') && at_boundary {
+            let end = i + c.len_utf8();
+            out.push(line[start..end].trim());
+            start = end;
+        }
+    }
+    out.push(line[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Text and JSON helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A string field that is not blank.
+fn text_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+}
+
+/// A non-negative integer field (a number, or a string holding one).
+fn uint_at(value: &Value, key: &str) -> Option<u64> {
+    let field = value.get(key)?;
+    field.as_u64().or_else(|| field.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The non-blank strings of an array field.
+fn string_list<'a>(value: &'a Value, key: &str) -> Vec<&'a str> {
+    let items = value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    items.iter().filter_map(Value::as_str).filter(|s| !s.trim().is_empty()).collect()
+}
+
+/// `path` without the `cwd/` prefix when it is under `cwd`; as given otherwise.
+fn relative_to(path: &str, cwd: &str) -> String {
+    let path = path.trim();
+    let cwd = cwd.trim().trim_end_matches('/');
+    match path.strip_prefix(cwd).and_then(|rest| rest.strip_prefix('/')) {
+        Some(rest) if !cwd.is_empty() && !rest.is_empty() => rest.to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// The last component of a path.
+fn file_name(path: &str) -> &str {
+    let trimmed = path.trim_end_matches(['/', '\\']);
+    trimmed.rsplit(['/', '\\']).next().filter(|name| !name.is_empty()).unwrap_or(path)
+}
+
+/// The host of a URL (`https://docs.rs/serde` → `docs.rs`), or the URL itself when it has none.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.is_empty() { url } else { host }
+}
+
+/// Lines in a text; a final line without a newline counts.
+fn line_count(text: &str) -> u64 {
+    text.lines().count() as u64
+}
+
+/// "1 line", "2 lines".
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// All whitespace runs collapsed to single spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` on one line, at most `max` characters, ending with `…` when cut. Cuts on char boundaries.
+fn clip(text: &str, max: usize) -> String {
+    let line = one_line(text);
+    if line.chars().count() <= max {
+        return line;
+    }
+    let kept: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{}…", kept.trim_end())
+}
+
+/// Keeps the first `max` items and says how many were left out.
+fn cap_list(items: &mut Vec<String>, max: usize) {
+    if items.len() > max {
+        let more = items.len() - max;
+        items.truncate(max);
+        items.push(format!("+{more} more"));
+    }
+}
+
+/// The items without blanks and repeats, first-seen order kept.
+fn distinct(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !item.trim().is_empty() && !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
+/// Lower-cases the first letter unless the word is an acronym or a name with more capitals ("URL", "WebFetch").
+fn decapitalize(text: &str) -> String {
+    let first_word = text.split_whitespace().next().unwrap_or("");
+    if first_word.chars().skip(1).any(char::is_uppercase) {
+        return text.to_string();
+    }
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_lowercase().chain(chars).collect())
+}
+
+/// `text` without ANSI escape sequences (colours, cursor moves).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const CWD: &str = "/home/dev/projects/ledger";
+    const PROMPT: &str = "The balance report double-counts refunds. Find the cause and fix it, then run the tests.";
+    const FINAL_MESSAGE: &str = "Fixed: `balance` in src/report.rs added refund amounts twice. I removed the extra \
+                                 branch; all 14 tests pass.";
+
+    fn tool(name: &str, input: Value, response: Value) -> ToolUse {
+        ToolUse {
+            tool_name: name.to_string(),
+            tool_input: input,
+            tool_response: response,
+            cwd: CWD.to_string(),
+            tool_use_id: None,
+        }
+    }
+
+    async fn observe(tool: &ToolUse) -> NewObservation {
+        let mut observations = LocalProvider.observe(&SessionContext::default(), tool).await.unwrap();
+        assert_eq!(observations.len(), 1, "exactly one observation for {}", tool.tool_name);
+        observations.remove(0)
+    }
+
+    async fn summarize(ctx: &SessionContext, last_assistant_message: &str) -> NewSummary {
+        let request = SummaryRequest {
+            last_user_message: String::new(),
+            last_assistant_message: last_assistant_message.to_string(),
+        };
+        LocalProvider.summarize(ctx, &request).await.unwrap()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    // The sample session (fixtures/claude-code/session-basic, 03..06-PostToolUse.json).
+
+    fn sample_grep() -> ToolUse {
+        tool(
+            "Grep",
+            json!({"pattern": "refund", "path": "src", "output_mode": "files_with_matches"}),
+            json!({"mode": "files_with_matches", "filenames": ["src/report.rs", "src/txn.rs"], "numFiles": 2}),
+        )
+    }
+
+    fn sample_read() -> ToolUse {
+        tool(
+            "Read",
+            json!({"file_path": "/home/dev/projects/ledger/src/report.rs"}),
+            json!({"type": "text", "file": {
+                "filePath": "/home/dev/projects/ledger/src/report.rs",
+                "content": "pub fn balance(txns: &[Txn]) -> i64 {\n    let mut total = 0;\n    for t in txns {\n        \
+                            total += t.amount;\n        if t.kind == Kind::Refund { total += t.amount; }\n    }\n    \
+                            total\n}\n",
+                "numLines": 8, "startLine": 1, "totalLines": 8
+            }}),
+        )
+    }
+
+    fn sample_edit() -> ToolUse {
+        let old = "        total += t.amount;\n        if t.kind == Kind::Refund { total += t.amount; }";
+        let new = "        total += t.amount;";
+        tool(
+            "Edit",
+            json!({"file_path": "/home/dev/projects/ledger/src/report.rs", "old_string": old, "new_string": new,
+                   "replace_all": false}),
+            json!({"filePath": "/home/dev/projects/ledger/src/report.rs", "oldString": old, "newString": new,
+                   "originalFile": null, "structuredPatch": [{"oldStart": 3, "oldLines": 4, "newStart": 3,
+                   "newLines": 3, "lines": ["     for t in txns {", "         total += t.amount;",
+                   "-        if t.kind == Kind::Refund { total += t.amount; }", "     }"]}],
+                   "userModified": false, "replaceAll": false}),
+        )
+    }
+
+    fn sample_bash() -> ToolUse {
+        tool(
+            "Bash",
+            json!({"command": "cargo test -q", "description": "Run the test suite"}),
+            json!({"stdout": "running 14 tests\n..............\ntest result: ok. 14 passed; 0 failed; 0 ignored\n",
+                   "stderr": "", "interrupted": false, "isImage": false}),
+        )
+    }
+
+    async fn sample_observations() -> Vec<NewObservation> {
+        let mut out = Vec::new();
+        for t in [sample_grep(), sample_read(), sample_edit(), sample_bash()] {
+            out.push(observe(&t).await);
+        }
+        out
+    }
+
+    fn sample_context(observations: Vec<NewObservation>) -> SessionContext {
+        SessionContext {
+            session_id: 1,
+            agent_session_id: "5b1f0c9e-2d47-4a8e-9c3b-7f61a2d4e810".to_string(),
+            project: "ledger".to_string(),
+            prompt_number: 1,
+            prompts: vec![PROMPT.to_string()],
+            observations,
+        }
+    }
+
+    // --- Files ---
+
+    #[tokio::test]
+    async fn read_sample_names_the_file_and_its_lines() {
+        let obs = observe(&sample_read()).await;
+        assert_eq!(obs.kind, "discovery");
+        assert_eq!(obs.title, "Read report.rs");
+        assert_eq!(obs.subtitle, "src/report.rs");
+        assert_eq!(obs.facts, strings(&["read 8 lines"]));
+        assert_eq!(obs.files_read, strings(&["src/report.rs"]));
+        assert!(obs.files_modified.is_empty());
+    }
+
+    #[tokio::test]
+    async fn read_of_part_of_a_file_outside_cwd_keeps_the_path() {
+        let obs = observe(&tool(
+            "Read",
+            json!({"file_path": "/etc/nginx/nginx.conf", "offset": 100, "limit": 50}),
+            json!({"type": "text", "file": {"filePath": "/etc/nginx/nginx.conf", "numLines": 50, "startLine": 100,
+                   "totalLines": 400}}),
+        ))
+        .await;
+        assert_eq!(obs.title, "Read nginx.conf");
+        assert_eq!(obs.files_read, strings(&["/etc/nginx/nginx.conf"]));
+        assert_eq!(obs.facts, strings(&["read lines 100-149 of 400"]));
+    }
+
+    #[tokio::test]
+    async fn read_without_a_response_tells_the_requested_range() {
+        let obs =
+            observe(&tool("Read", json!({"file_path": "src/lib.rs", "offset": 10, "limit": 1}), json!(null))).await;
+        assert_eq!(obs.files_read, strings(&["src/lib.rs"]));
+        assert_eq!(obs.facts, strings(&["requested 1 line from line 10"]));
+    }
+
+    #[tokio::test]
+    async fn paths_are_relative_only_under_cwd() {
+        assert_eq!(relative_to("/home/dev/projects/ledger/src/a.rs", "/home/dev/projects/ledger/"), "src/a.rs");
+        assert_eq!(relative_to("/home/dev/projects/ledger2/a.rs", CWD), "/home/dev/projects/ledger2/a.rs");
+        assert_eq!(relative_to("/home/dev/projects/ledger", CWD), "/home/dev/projects/ledger");
+        assert_eq!(relative_to("/src/a.rs", ""), "/src/a.rs");
+    }
+
+    #[tokio::test]
+    async fn edit_sample_counts_replaced_lines() {
+        let obs = observe(&sample_edit()).await;
+        assert_eq!(obs.kind, "change");
+        assert_eq!(obs.title, "Edited report.rs");
+        assert_eq!(obs.subtitle, "src/report.rs");
+        assert_eq!(obs.facts, strings(&["replaced 2 lines with 1 line"]));
+        assert_eq!(obs.files_modified, strings(&["src/report.rs"]));
+        assert!(obs.files_read.is_empty());
+    }
+
+    #[tokio::test]
+    async fn edit_with_replace_all_and_pure_insertion() {
+        let obs = observe(&tool(
+            "Edit",
+            json!({"file_path": "/home/dev/projects/ledger/src/txn.rs", "old_string": "", "new_string": "a\nb\nc",
+                   "replace_all": true}),
+            json!({}),
+        ))
+        .await;
+        assert_eq!(obs.facts, strings(&["inserted 3 lines", "replace_all: every occurrence replaced"]));
+    }
+
+    #[tokio::test]
+    async fn multi_edit_adds_up_its_edits() {
+        let obs = observe(&tool(
+            "MultiEdit",
+            json!({"file_path": "/home/dev/projects/ledger/src/report.rs", "edits": [
+                {"old_string": "fn a() {}", "new_string": "fn a() {\n    b();\n}"},
+                {"old_string": "x\ny", "new_string": "z"},
+                {"old_string": "let n = 1;", "new_string": "let n = 2;", "replace_all": true},
+            ]}),
+            json!({"filePath": "/home/dev/projects/ledger/src/report.rs"}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "change");
+        assert_eq!(obs.title, "Edited report.rs");
+        assert_eq!(
+            obs.facts,
+            strings(&["3 edits: replaced 4 lines with 5 lines", "replace_all: every occurrence replaced"])
+        );
+        assert_eq!(obs.files_modified, strings(&["src/report.rs"]));
+    }
+
+    #[tokio::test]
+    async fn write_counts_lines_and_says_created() {
+        let obs = observe(&tool(
+            "Write",
+            json!({"file_path": "/home/dev/projects/ledger/src/refund.rs", "content": "pub struct Refund;\n\nimpl Refund {}\n"}),
+            json!({"type": "create", "filePath": "/home/dev/projects/ledger/src/refund.rs"}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "change");
+        assert_eq!(obs.title, "Wrote refund.rs");
+        assert_eq!(obs.facts, strings(&["wrote 3 lines", "created a new file"]));
+        assert_eq!(obs.files_modified, strings(&["src/refund.rs"]));
+    }
+
+    #[tokio::test]
+    async fn notebook_edit_names_the_cell() {
+        let obs = observe(&tool(
+            "NotebookEdit",
+            json!({"notebook_path": "/home/dev/projects/ledger/analysis.ipynb", "cell_id": "c7", "new_source": "df.head()\ndf.describe()",
+                   "cell_type": "code", "edit_mode": "insert"}),
+            json!({}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "change");
+        assert_eq!(obs.title, "Edited analysis.ipynb");
+        assert_eq!(obs.facts, strings(&["inserted a code cell (2 lines)"]));
+        assert_eq!(obs.files_modified, strings(&["analysis.ipynb"]));
+    }
+
+    // --- Shell ---
+
+    #[tokio::test]
+    async fn bash_sample_is_a_test_run_with_its_result() {
+        let obs = observe(&sample_bash()).await;
+        assert_eq!(obs.kind, "test");
+        assert_eq!(obs.title, "Run the test suite");
+        assert_eq!(obs.subtitle, "test result: ok. 14 passed; 0 failed");
+        assert_eq!(obs.facts, strings(&["command: cargo test -q", "test result: ok. 14 passed; 0 failed"]));
+    }
+
+    #[tokio::test]
+    async fn bash_reports_exit_code_and_interruption() {
+        let obs = observe(&tool(
+            "Bash",
+            json!({"command": "git push origin main"}),
+            json!({"stdout": "", "stderr": "error: failed to push some refs", "exit_code": 1, "interrupted": true}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "command");
+        assert_eq!(obs.title, "git push origin main");
+        assert_eq!(obs.facts, strings(&["command: git push origin main", "exit code 1", "interrupted"]));
+    }
+
+    #[tokio::test]
+    async fn bash_without_code_takes_the_last_output_line() {
+        let obs = observe(&tool(
+            "Bash",
+            json!({"command": "git status --short"}),
+            json!({"stdout": " M src/report.rs\n?? src/refund.rs\n\n", "stderr": "", "interrupted": false}),
+        ))
+        .await;
+        assert_eq!(obs.facts, strings(&["command: git status --short", "output: ?? src/refund.rs"]));
+
+        let obs = observe(&tool(
+            "Bash",
+            json!({"command": "cargo build"}),
+            json!({"stdout": "", "stderr": "   Compiling ledger v0.1.0\n\u{1b}[1m\u{1b}[31merror\u{1b}[0m: expected `;`\n"}),
+        ))
+        .await;
+        assert_eq!(obs.facts, strings(&["command: cargo build", "output: error: expected `;`"]));
+
+        let obs = observe(&tool("Bash", json!({"command": "true"}), json!({"stdout": "", "stderr": ""}))).await;
+        assert_eq!(obs.facts, strings(&["command: true", "no output"]));
+    }
+
+    #[tokio::test]
+    async fn bash_title_truncates_long_commands() {
+        let command = format!("echo {}", "x".repeat(200));
+        let obs = observe(&tool("Bash", json!({"command": command}), json!({"stdout": "xx"}))).await;
+        assert_eq!(obs.title.chars().count(), TITLE_MAX);
+        assert!(obs.title.starts_with("echo xxx"));
+        assert!(obs.title.ends_with('…'));
+        assert_eq!(obs.facts[0].chars().count(), FACT_MAX);
+    }
+
+    #[tokio::test]
+    async fn bash_reads_other_test_runners_results() {
+        let pytest = observe(&tool(
+            "Bash",
+            json!({"command": "python -m pytest tests/ -q"}),
+            json!({"stdout": "..F.\n=========== 3 passed, 1 failed in 0.52s ===========\n", "stderr": ""}),
+        ))
+        .await;
+        assert_eq!(pytest.kind, "test");
+        assert_eq!(pytest.facts[1], "3 passed, 1 failed in 0.52s");
+
+        let jest = observe(&tool(
+            "Bash",
+            json!({"command": "npx jest src"}),
+            json!({"stdout": "", "stderr": "Test Suites: 2 passed, 2 total\nTests:       1 failed, 13 passed, 14 total\nTime: 1.2 s\n"}),
+        ))
+        .await;
+        assert_eq!(jest.kind, "test");
+        assert_eq!(jest.facts[1], "Tests: 1 failed, 13 passed, 14 total");
+
+        let cargo = observe(&tool(
+            "Bash",
+            json!({"command": "cd ledger && cargo test 2>&1 | tail -20"}),
+            json!({"stdout": "test result: ok. 10 passed; 0 failed; 0 ignored\n\
+                              test result: FAILED. 3 passed; 2 failed; 0 ignored\n"}),
+        ))
+        .await;
+        assert_eq!(cargo.kind, "test");
+        assert_eq!(cargo.facts[1], "test result: FAILED. 13 passed; 2 failed (2 suites)");
+
+        let go = observe(&tool(
+            "Bash",
+            json!({"command": "go test ./..."}),
+            json!({"stdout": "ok  \tledger/report\t0.012s\nFAIL\tledger/txn\t0.020s\nFAIL\n"}),
+        ))
+        .await;
+        assert_eq!(go.kind, "test");
+        assert_eq!(go.facts[1], "1 package ok; 1 failed");
+    }
+
+    #[test]
+    fn test_commands_are_recognized() {
+        for command in [
+            "cargo test",
+            "cargo test -q --workspace",
+            "RUST_BACKTRACE=1 cargo nextest run",
+            "npm test",
+            "npm run test:unit",
+            "pnpm vitest run",
+            "yarn jest --watch=false",
+            "pytest -x tests/test_report.py",
+            "uv run pytest",
+            "go test ./...",
+            "make test",
+            "timeout 300 cargo test",
+            "cd api && npm test",
+            "./gradlew test",
+            "bundle exec rspec",
+        ] {
+            assert!(looks_like_tests(command), "{command} runs tests");
+        }
+        for command in [
+            "cargo build",
+            "cargo run -- test",
+            "npm run build",
+            "git commit -m 'fix tests'",
+            "grep -r pytest .",
+            "cat jest.config.js",
+            "ls tests",
+            "",
+        ] {
+            assert!(!looks_like_tests(command), "{command} does not run tests");
+        }
+    }
+
+    // --- Search ---
+
+    #[tokio::test]
+    async fn grep_sample_lists_pattern_scope_and_matches() {
+        let obs = observe(&sample_grep()).await;
+        assert_eq!(obs.kind, "discovery");
+        assert_eq!(obs.title, "Searched for \"refund\"");
+        assert_eq!(obs.subtitle, "in src");
+        assert_eq!(obs.facts, strings(&["pattern: refund", "in: src", "2 files matched"]));
+        assert_eq!(obs.files_read, strings(&["src/report.rs", "src/txn.rs"]));
+    }
+
+    #[tokio::test]
+    async fn grep_caps_and_relativizes_matched_files() {
+        let filenames: Vec<String> = (0..30).map(|i| format!("{CWD}/src/m{i}.rs")).collect();
+        let obs = observe(&tool(
+            "Grep",
+            json!({"pattern": "fn \\w+_refund", "glob": "*.rs"}),
+            json!({"filenames": filenames, "numFiles": 30}),
+        ))
+        .await;
+        assert_eq!(obs.facts, strings(&["pattern: fn \\w+_refund", "glob: *.rs", "30 files matched"]));
+        assert_eq!(obs.files_read.len(), FILES_MAX);
+        assert_eq!(obs.files_read[0], "src/m0.rs");
+    }
+
+    #[tokio::test]
+    async fn glob_counts_files_found() {
+        let obs = observe(&tool(
+            "Glob",
+            json!({"pattern": "**/*.rs", "path": "/home/dev/projects/ledger/src"}),
+            json!({"filenames": ["/home/dev/projects/ledger/src/report.rs", "/home/dev/projects/ledger/src/txn.rs"],
+                   "numFiles": 2, "truncated": false}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "discovery");
+        assert_eq!(obs.title, "Listed files matching **/*.rs");
+        assert_eq!(obs.facts, strings(&["pattern: **/*.rs", "in: src", "2 files found"]));
+    }
+
+    // --- Web, subagents, plans ---
+
+    #[tokio::test]
+    async fn web_fetch_and_search_are_research() {
+        let fetch = observe(&tool(
+            "WebFetch",
+            json!({"url": "https://docs.rs/rust_decimal/latest/rust_decimal/", "prompt": "How are refunds rounded?"}),
+            json!({"code": 200, "codeText": "OK", "bytes": 51234, "result": "Rounding uses banker's rounding."}),
+        ))
+        .await;
+        assert_eq!(fetch.kind, "research");
+        assert_eq!(fetch.title, "Fetched docs.rs");
+        assert_eq!(
+            fetch.facts,
+            strings(&[
+                "url: https://docs.rs/rust_decimal/latest/rust_decimal/",
+                "prompt: How are refunds rounded?",
+                "HTTP 200 OK"
+            ])
+        );
+
+        let search = observe(&tool(
+            "WebSearch",
+            json!({"query": "rust decimal banker's rounding", "allowed_domains": ["docs.rs"]}),
+            json!({"results": [{"title": "rust_decimal", "url": "https://docs.rs/rust_decimal"}]}),
+        ))
+        .await;
+        assert_eq!(search.kind, "research");
+        assert_eq!(search.title, "Searched the web for \"rust decimal banker's rounding\"");
+        assert_eq!(
+            search.facts,
+            strings(&["query: rust decimal banker's rounding", "allowed domains: docs.rs", "1 result"])
+        );
+    }
+
+    #[tokio::test]
+    async fn subagent_title_comes_from_the_description() {
+        for name in ["Task", "Agent"] {
+            let obs = observe(&tool(
+                name,
+                json!({"description": "Find refund handling", "prompt": "Look for every place refunds are summed.",
+                       "subagent_type": "Explore"}),
+                json!({"content": [{"type": "text", "text": "Refunds are summed in src/report.rs. Nowhere else."}],
+                       "totalToolUseCount": 4}),
+            ))
+            .await;
+            assert_eq!(obs.kind, "research");
+            assert_eq!(obs.title, "Subagent: Find refund handling");
+            assert_eq!(
+                obs.facts,
+                strings(&[
+                    "agent: Explore",
+                    "prompt: Look for every place refunds are summed.",
+                    "result: Refunds are summed in src/report.rs.",
+                    "4 tool uses"
+                ])
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn todo_write_tells_progress() {
+        let obs = observe(&tool(
+            "TodoWrite",
+            json!({"todos": [
+                {"content": "Find the double count", "status": "completed", "activeForm": "Finding"},
+                {"content": "Fix balance()", "status": "in_progress", "activeForm": "Fixing"},
+                {"content": "Run the tests", "status": "pending", "activeForm": "Running"},
+            ]}),
+            json!({}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "decision");
+        assert_eq!(obs.title, "Updated the todo list (1 of 3 done)");
+        assert_eq!(obs.subtitle, "now: Fix balance()");
+        assert_eq!(
+            obs.facts,
+            strings(&["completed: Find the double count", "in progress: Fix balance()", "pending: Run the tests"])
+        );
+    }
+
+    #[tokio::test]
+    async fn mcp_tools_name_tool_and_server() {
+        let obs = observe(&tool(
+            "mcp__github__create_issue",
+            json!({"title": "Refunds double-counted", "repo": "dev/ledger", "labels": ["bug"], "draft": false,
+                   "body": "x".repeat(100)}),
+            json!({"number": 42}),
+        ))
+        .await;
+        assert_eq!(obs.kind, "discovery");
+        assert_eq!(obs.title, "Used create_issue (github)");
+        assert_eq!(obs.facts.len(), 4, "the array is left out: {:?}", obs.facts);
+        assert!(obs.facts.contains(&"title: Refunds double-counted".to_string()));
+        assert!(obs.facts.contains(&"repo: dev/ledger".to_string()));
+        assert!(obs.facts.contains(&"draft: false".to_string()));
+        let body = obs.facts.iter().find(|f| f.starts_with("body: ")).unwrap();
+        assert_eq!(body.chars().count(), "body: ".len() + VALUE_MAX);
+    }
+
+    #[tokio::test]
+    async fn unknown_tools_show_their_scalar_input() {
+        let obs =
+            observe(&tool("Frobnicate", json!({"level": 3, "target": "ledger", "nested": {"a": 1}}), json!(null)))
+                .await;
+        assert_eq!(obs.kind, "discovery");
+        assert_eq!(obs.title, "Used Frobnicate");
+        assert_eq!(obs.facts, strings(&["level: 3", "target: ledger"]));
+
+        let obs = observe(&tool("", json!("just text"), json!(null))).await;
+        assert_eq!(obs.title, "Used an unnamed tool");
+        assert_eq!(obs.facts, strings(&["input: just text"]));
+    }
+
+    #[tokio::test]
+    async fn every_tool_gives_one_observation_for_garbage() {
+        let names = [
+            "Read",
+            "Edit",
+            "MultiEdit",
+            "Write",
+            "NotebookEdit",
+            "Bash",
+            "Grep",
+            "Glob",
+            "WebFetch",
+            "WebSearch",
+            "Task",
+            "Agent",
+            "TodoWrite",
+            "mcp__server__tool",
+            "mcp__",
+            "mcp__broken",
+            "Unknown",
+            "",
+        ];
+        let garbage = [json!(null), json!("a string"), json!([1, "two", null]), json!({}), json!(17), json!(true)];
+        for name in names {
+            for input in &garbage {
+                for response in &garbage {
+                    let obs = observe(&tool(name, input.clone(), response.clone())).await;
+                    assert!(!obs.kind.is_empty(), "{name}: {obs:?}");
+                    assert!(!obs.title.trim().is_empty(), "{name}: {obs:?}");
+                }
+            }
+        }
+        let obs = observe(&tool("Edit", json!({"edits": "not a list", "file_path": 5}), json!({"filePath": []}))).await;
+        assert_eq!(obs.title, "Edited a file");
+        assert!(obs.files_modified.is_empty());
+    }
+
+    #[tokio::test]
+    async fn file_lists_are_deduplicated_in_order() {
+        let obs = observe(&tool(
+            "Grep",
+            json!({"pattern": "x"}),
+            json!({"filenames": ["b.rs", "/home/dev/projects/ledger/a.rs", "b.rs", "a.rs", ""]}),
+        ))
+        .await;
+        assert_eq!(obs.files_read, strings(&["b.rs", "a.rs"]));
+        assert_eq!(obs.facts, strings(&["pattern: x", "5 files matched"]));
+    }
+
+    #[tokio::test]
+    async fn same_input_gives_same_output() {
+        let first = sample_observations().await;
+        let second = sample_observations().await;
+        assert_eq!(first, second);
+        let ctx = sample_context(first);
+        assert_eq!(summarize(&ctx, FINAL_MESSAGE).await, summarize(&ctx, FINAL_MESSAGE).await);
+    }
+
+    // --- Summaries ---
+
+    #[tokio::test]
+    async fn sample_session_summarized_end_to_end() {
+        let ctx = sample_context(sample_observations().await);
+        let summary = summarize(&ctx, FINAL_MESSAGE).await;
+        assert_eq!(summary.request, PROMPT);
+        assert_eq!(summary.investigated, "Searched for \"refund\" (2 files); read src/report.rs");
+        assert_eq!(summary.completed, "Edited src/report.rs; ran cargo test -q: test result: ok. 14 passed; 0 failed");
+        assert_eq!(summary.next_steps, "");
+        assert_eq!(summary.files_read, strings(&["src/report.rs", "src/txn.rs"]));
+        assert_eq!(summary.files_edited, strings(&["src/report.rs"]));
+    }
+
+    #[tokio::test]
+    async fn next_steps_come_from_the_last_message() {
+        let message = format!("{FINAL_MESSAGE} Next steps: add a regression test for refunds.");
+        let ctx = sample_context(Vec::new());
+        assert_eq!(summarize(&ctx, &message).await.next_steps, "Next steps: add a regression test for refunds.");
+
+        let heading =
+            "Fixed the double count.\n\n## Next steps\n\n- Add a regression test\n- Update the changelog\n\nDone.";
+        assert_eq!(next_steps(heading), "Next steps: Add a regression test; Update the changelog");
+        assert_eq!(next_steps("All good.\n**Remaining:**\n1. Migrate old rows"), "Remaining: Migrate old rows");
+        assert_eq!(next_steps("Done. You may want to rerun the import. Thanks!"), "You may want to rerun the import.");
+        assert_eq!(next_steps("TODO: wire up the CLI flag"), "TODO: wire up the CLI flag");
+        assert_eq!(next_steps("Fixed it. Remaining: the CSV export."), "Remaining: the CSV export.");
+        assert_eq!(next_steps("Then, I ran the tests. To do this, I used cargo."), "");
+        assert_eq!(next_steps("The remaining tests pass. I removed the TODO comment."), "");
+        assert_eq!(next_steps(""), "");
+    }
+
+    #[tokio::test]
+    async fn request_joins_prompts_or_falls_back() {
+        let mut ctx = sample_context(Vec::new());
+        ctx.prompts = strings(&["Fix the refunds", "  also the\ntotals ", ""]);
+        assert_eq!(summarize(&ctx, "").await.request, "Fix the refunds / also the totals");
+
+        ctx.prompts = vec!["a".repeat(400), "b".repeat(200), "c".repeat(10)];
+        let request = summarize(&ctx, "").await.request;
+        assert!(request.ends_with("… (+2 follow-ups)"), "{request}");
+        assert_eq!(request.chars().count(), TEXT_MAX);
+
+        ctx.prompts.clear();
+        let request =
+            SummaryRequest { last_user_message: "Please fix it".into(), last_assistant_message: String::new() };
+        assert_eq!(LocalProvider.summarize(&ctx, &request).await.unwrap().request, "Please fix it");
+    }
+
+    #[tokio::test]
+    async fn completed_falls_back_to_the_message_then_nothing() {
+        let grep_only = sample_context(vec![observe(&sample_grep()).await]);
+        let summary = summarize(&grep_only, FINAL_MESSAGE).await;
+        assert_eq!(summary.completed, "Fixed: `balance` in src/report.rs added refund amounts twice.");
+        assert_eq!(summary.files_edited, Vec::<String>::new());
+
+        let summary = summarize(&sample_context(Vec::new()), "").await;
+        assert_eq!(summary.completed, "Nothing was changed.");
+        assert_eq!(summary.investigated, "");
+        assert_eq!(
+            summary,
+            NewSummary { request: PROMPT.to_string(), completed: "Nothing was changed.".into(), ..Default::default() }
+        );
+    }
+
+    #[tokio::test]
+    async fn summary_lists_are_capped_and_commands_keep_their_last_outcome() {
+        let mut observations = Vec::new();
+        for i in 0..9 {
+            observations
+                .push(observe(&tool("Read", json!({"file_path": format!("{CWD}/src/f{i}.rs")}), json!({}))).await);
+        }
+        let failing = json!({"stdout": "test result: FAILED. 13 passed; 1 failed; 0 ignored"});
+        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), failing)).await);
+        observations.push(observe(&sample_edit()).await);
+        let passing = json!({"stdout": "test result: ok. 14 passed; 0 failed; 0 ignored"});
+        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), passing)).await);
+        let summary = summarize(&sample_context(observations), "").await;
+        assert_eq!(
+            summary.investigated,
+            "Read src/f0.rs, src/f1.rs, src/f2.rs, src/f3.rs, src/f4.rs, src/f5.rs, +3 more"
+        );
+        assert_eq!(summary.completed, "Edited src/report.rs; ran cargo test: test result: ok. 14 passed; 0 failed");
+        assert_eq!(summary.files_read.len(), 9);
+    }
+
+    #[tokio::test]
+    async fn multibyte_text_is_cut_on_char_boundaries() {
+        let long = "é🦀日本".repeat(100);
+        let clipped = clip(&long, 10);
+        assert_eq!(clipped.chars().count(), 10);
+        assert!(clipped.ends_with('…'));
+
+        let obs = observe(&tool(
+            "Bash",
+            json!({"command": long, "description": "ünïcödé ".repeat(30)}),
+            json!({"stdout": long}),
+        ))
+        .await;
+        assert_eq!(obs.title.chars().count(), TITLE_MAX);
+        assert!(obs.title.starts_with("ünïcödé"));
+        assert!(obs.facts.iter().all(|f| f.chars().count() <= FACT_MAX));
+
+        let mut ctx = sample_context(vec![obs]);
+        ctx.prompts = vec![long.clone(), long.clone()];
+        let summary = summarize(&ctx, &format!("{long} Next steps: {long}")).await;
+        assert_eq!(summary.request.chars().count(), TEXT_MAX);
+        assert_eq!(summary.next_steps.chars().count(), TEXT_MAX);
+    }
+}

@@ -1,0 +1,135 @@
+//! Read-only queries for the API, the inspector and `memtray status`: the full status, sessions and their
+//! queues, projects, the unfinished queue, pages of memory. Every query runs on a read connection off the
+//! async workers; nothing here writes.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::core::{Result, Settings};
+use crate::memory::{Observation, Summary};
+use crate::queue::message::MessageInfo;
+use crate::status::Status;
+use crate::store::messages::MessageFilter;
+use crate::store::sessions::{ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
+use crate::store::stats::Totals;
+use crate::store::{Store, memories, messages, sessions, stats};
+
+/// How many of a session's messages its detail lists.
+const SESSION_MESSAGES: u32 = 1000;
+
+/// One session with everything it owns.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionDetail {
+    /// The session.
+    pub session: Session,
+    /// Its prompts, oldest first.
+    pub prompts: Vec<Prompt>,
+    /// Its observations.
+    pub observations: Vec<Observation>,
+    /// Its summaries.
+    pub summaries: Vec<Summary>,
+    /// Its messages, processed ones included.
+    pub messages: Vec<MessageInfo>,
+}
+
+/// A page of items with the total count.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// How many there are in all.
+    pub total: i64,
+}
+
+/// The handle to the queries; clone freely.
+#[derive(Clone)]
+pub struct Queries {
+    /// Read only: every method here uses `Store::read`.
+    store: Store,
+    settings: Arc<Settings>,
+    status: watch::Receiver<Status>,
+}
+
+impl Queries {
+    pub(crate) fn new(store: Store, settings: Arc<Settings>, status: watch::Receiver<Status>) -> Queries {
+        Queries { store, settings, status }
+    }
+
+    /// The latest processing status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Messages processed within the last `window_ms`.
+    pub async fn processed_within(&self, window_ms: i64) -> Result<i64> {
+        let since = self.settings.clock.now_ms() - window_ms;
+        Ok(self.store.read(move |c| stats::processed_since(c, since)).await?)
+    }
+
+    /// A page of sessions with their queue counts.
+    pub async fn sessions(&self, query: SessionQuery) -> Result<Page<SessionListItem>> {
+        let (items, total) = self.store.read(move |c| sessions::list(c, &query)).await?;
+        Ok(Page { items, total })
+    }
+
+    /// Every project with its session count.
+    pub async fn projects(&self) -> Result<Vec<ProjectCount>> {
+        Ok(self.store.read(sessions::projects).await?)
+    }
+
+    /// A session with its prompts, memory and messages; `None` when there is no such session.
+    pub async fn session(&self, id: i64) -> Result<Option<SessionDetail>> {
+        let stuck_before = self.stuck_before();
+        Ok(self
+            .store
+            .read(move |c| {
+                let Some(session) = sessions::get(c, id)? else { return Ok(None) };
+                let filter = MessageFilter { session_id: Some(id), unfinished: false };
+                Ok(Some(SessionDetail {
+                    session,
+                    prompts: sessions::prompts(c, id)?,
+                    observations: memories::observations_of(c, id)?,
+                    summaries: memories::summaries_of(c, id)?,
+                    messages: messages::list(c, filter, stuck_before, SESSION_MESSAGES)?,
+                }))
+            })
+            .await?)
+    }
+
+    /// Unfinished messages (failed and stuck first, then processing, then pending), with the counts.
+    pub async fn unfinished(&self, limit: u32) -> Result<(Vec<MessageInfo>, Totals)> {
+        let stuck_before = self.stuck_before();
+        Ok(self
+            .store
+            .read(move |c| {
+                let filter = MessageFilter { session_id: None, unfinished: true };
+                Ok((messages::list(c, filter, stuck_before, limit)?, stats::totals(c, stuck_before)?))
+            })
+            .await?)
+    }
+
+    /// Observations, newest first.
+    pub async fn observations(&self, project: Option<String>, limit: u32, offset: u32) -> Result<Page<Observation>> {
+        let (items, total) =
+            self.store.read(move |c| memories::page_observations(c, project.as_deref(), limit, offset)).await?;
+        Ok(Page { items, total })
+    }
+
+    /// Summaries, newest first.
+    pub async fn summaries(&self, project: Option<String>, limit: u32, offset: u32) -> Result<Page<Summary>> {
+        let (items, total) =
+            self.store.read(move |c| memories::page_summaries(c, project.as_deref(), limit, offset)).await?;
+        Ok(Page { items, total })
+    }
+
+    /// Active sessions with a transcript: (agent session id, project, transcript path).
+    pub async fn active_transcripts(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(self.store.read(sessions::active_transcripts).await?)
+    }
+
+    fn stuck_before(&self) -> i64 {
+        self.settings.clock.now_ms() - self.settings.stuck_after.as_millis() as i64
+    }
+}

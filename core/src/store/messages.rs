@@ -1,0 +1,301 @@
+//! SQL for the message queue table: enqueue, claim, complete, fail, release, recover, retry, abort, prune.
+//!
+//! Every state change is guarded by the state it expects (and a claim by its attempt number), so a late
+//! answer from a consumer whose message was retried, aborted or reset cannot overwrite the newer state.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Result, StoreError};
+use crate::queue::message::{Claimed, MessageInfo, MessageKind, MessageStatus, Payload};
+
+/// The next pending message of a session, by queue order. A seek on `messages_status`.
+pub const NEXT_PENDING_SQL: &str = "SELECT id, kind, payload, attempts, prompt_number, available_at \
+     FROM messages WHERE session_id = ?1 AND status = 'pending' ORDER BY id LIMIT 1";
+
+/// The outcome of enqueuing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored under this id.
+    New(i64),
+    /// A message with the same idempotency key was already stored.
+    Duplicate,
+}
+
+/// Stores a pending message. Returns `Duplicate` (and stores nothing) when the key was seen before.
+pub fn enqueue(
+    conn: &Connection,
+    session_id: i64,
+    payload: &Payload,
+    prompt_number: i64,
+    idempotency_key: Option<&str>,
+    now: i64,
+) -> Result<Enqueued> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO messages (session_id, kind, payload, prompt_number, idempotency_key, created_at, available_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )?;
+    let n = stmt.execute(params![
+        session_id,
+        payload.kind().as_str(),
+        payload.to_json(),
+        prompt_number,
+        idempotency_key,
+        now
+    ])?;
+    Ok(if n == 0 { Enqueued::Duplicate } else { Enqueued::New(conn.last_insert_rowid()) })
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The session's next message, now `processing` with its attempt counted.
+    Message(Box<Claimed>),
+    /// The next message is backing off until this time (ms); nothing was claimed.
+    NotBefore(i64),
+    /// Nothing pending.
+    Empty,
+}
+
+/// Claims a session's next pending message, strictly in queue order.
+pub fn claim_next(conn: &Connection, session_id: i64, now: i64) -> Result<Claim> {
+    let mut stmt = conn.prepare_cached(NEXT_PENDING_SQL)?;
+    let next = stmt
+        .query_row([session_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, kind, payload, attempts, prompt_number, available_at)) = next else {
+        return Ok(Claim::Empty);
+    };
+    if available_at > now {
+        return Ok(Claim::NotBefore(available_at));
+    }
+    conn.prepare_cached(
+        "UPDATE messages SET status = 'processing', attempts = attempts + 1, claimed_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    let kind = match kind.as_str() {
+        "summarize" => MessageKind::Summarize,
+        _ => MessageKind::Observation,
+    };
+    let payload = Payload::from_json(kind, payload.as_deref().unwrap_or("{}"))?;
+    Ok(Claim::Message(Box::new(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number })))
+}
+
+/// Marks a claimed message processed and drops its payload. False when the claim is no longer current
+/// (the message was retried, aborted or reset meanwhile): the caller must then store nothing.
+pub fn complete(conn: &Connection, id: i64, attempt: u32, now: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE messages SET status = 'processed', payload = NULL, last_error = NULL, completed_at = ?3
+             WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+        )?
+        .execute(params![id, attempt, now])?;
+    Ok(n == 1)
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Back to `pending`, claimable from this time (ms).
+    Retry(i64),
+    /// No attempts left (or the error was final): `failed`.
+    Failed,
+    /// The claim was no longer current; nothing changed.
+    Stale,
+}
+
+/// Records a failed attempt: back to `pending` at `retry_at`, or `failed` when `retry_at` is `None`.
+pub fn fail_attempt(
+    conn: &Connection,
+    id: i64,
+    attempt: u32,
+    error: &str,
+    retry_at: Option<i64>,
+    now: i64,
+) -> Result<AfterFailure> {
+    let n = match retry_at {
+        Some(at) => conn
+            .prepare_cached(
+                "UPDATE messages SET status = 'pending', last_error = ?3, available_at = ?4
+                 WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+            )?
+            .execute(params![id, attempt, error, at])?,
+        None => conn
+            .prepare_cached(
+                "UPDATE messages SET status = 'failed', last_error = ?3, completed_at = ?4
+                 WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+            )?
+            .execute(params![id, attempt, error, now])?,
+    };
+    Ok(match (n, retry_at) {
+        (0, _) => AfterFailure::Stale,
+        (_, Some(at)) => AfterFailure::Retry(at),
+        (_, None) => AfterFailure::Failed,
+    })
+}
+
+/// Gives a claimed message back untouched (its consumer was cancelled): `pending`, attempt refunded.
+pub fn release(conn: &Connection, id: i64, attempt: u32) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE messages SET status = 'pending', attempts = attempts - 1, claimed_at = NULL
+             WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+        )?
+        .execute(params![id, attempt])?;
+    Ok(n == 1)
+}
+
+/// At start: what a previous process left `processing` goes back to `pending` at once, except messages
+/// that have used up their attempts (a crash loop), which become `failed`. Returns (requeued, failed).
+pub fn recover(conn: &Connection, max_attempts: u32, now: i64) -> Result<(usize, usize)> {
+    let failed = conn.execute(
+        "UPDATE messages SET status = 'failed', completed_at = ?2,
+             last_error = 'the process stopped while processing this message, attempt ' || attempts || ' of ' || ?1
+         WHERE status = 'processing' AND attempts >= ?1",
+        params![max_attempts, now],
+    )?;
+    let requeued = conn.execute(
+        "UPDATE messages SET status = 'pending', claimed_at = NULL, available_at = ?1 WHERE status = 'processing'",
+        [now],
+    )?;
+    Ok((requeued, failed))
+}
+
+/// Every `processing` message goes back to `pending` (shutdown's last sweep), attempts refunded.
+pub fn release_all(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE messages SET status = 'pending', attempts = max(attempts - 1, 0), claimed_at = NULL
+         WHERE status = 'processing'",
+        [],
+    )?)
+}
+
+/// Sessions that have pending messages, in session order.
+pub fn sessions_with_pending(conn: &Connection) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT session_id FROM messages WHERE status = 'pending'")?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// True when the session has a pending message.
+pub fn has_pending(conn: &Connection, session_id: i64) -> Result<bool> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM messages WHERE session_id = ?1 AND status = 'pending' LIMIT 1")?;
+    Ok(stmt.exists([session_id])?)
+}
+
+/// A message a queue operation changed, with what its events need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The message.
+    pub message_id: i64,
+    /// Its session.
+    pub session_id: i64,
+    /// The session's project.
+    pub project: String,
+}
+
+/// Sends one message back to `pending` with fresh attempts. `None` when there is no such message or it is
+/// already processed.
+pub fn retry(conn: &Connection, id: i64, now: i64) -> Result<Option<Touched>> {
+    let session_id: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE messages SET status = 'pending', attempts = 0, available_at = ?2, claimed_at = NULL
+             WHERE id = ?1 AND status IN ('failed', 'processing', 'pending') RETURNING session_id",
+        )?
+        .query_row(params![id, now], |r| r.get(0))
+        .optional()?;
+    session_id.map(|session_id| touched(conn, id, session_id)).transpose()
+}
+
+/// Sends every failed message, and every message stuck in `processing` since before `stuck_before`, back
+/// to `pending`, in queue order.
+pub fn retry_stuck_and_failed(conn: &Connection, stuck_before: i64, now: i64) -> Result<Vec<Touched>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET status = 'pending', attempts = 0, available_at = ?2, claimed_at = NULL
+         WHERE status = 'failed' OR (status = 'processing' AND claimed_at < ?1) RETURNING id, session_id",
+    )?;
+    let mut ids: Vec<(i64, i64)> =
+        stmt.query_map(params![stuck_before, now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    ids.into_iter().map(|(message_id, session_id)| touched(conn, message_id, session_id)).collect()
+}
+
+fn touched(conn: &Connection, message_id: i64, session_id: i64) -> Result<Touched> {
+    let project = conn
+        .prepare_cached("SELECT project FROM sessions WHERE id = ?1")?
+        .query_row([session_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    Ok(Touched { message_id, session_id, project })
+}
+
+/// Deletes one message that is not yet processed. Returns its session, or `None`.
+pub fn abort(conn: &Connection, id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("DELETE FROM messages WHERE id = ?1 AND status != 'processed' RETURNING session_id")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Deletes processed messages completed before `before`. Their observations and summaries stay.
+pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
+    Ok(conn.execute("DELETE FROM messages WHERE status = 'processed' AND completed_at < ?1", [before])?)
+}
+
+/// Which messages a listing returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageFilter {
+    /// Only this session's.
+    pub session_id: Option<i64>,
+    /// Only messages not yet processed.
+    pub unfinished: bool,
+}
+
+/// Lists messages for the inspector: failed and stuck first, then processing, then pending, then the rest;
+/// oldest first within each group.
+pub fn list(conn: &Connection, filter: MessageFilter, stuck_before: i64, limit: u32) -> Result<Vec<MessageInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.session_id, s.agent_session_id, s.project, m.kind, m.status, m.attempts, m.last_error,
+                json_extract(m.payload, '$.tool_name'), m.created_at, m.claimed_at, m.completed_at
+         FROM messages m JOIN sessions s ON s.id = m.session_id
+         WHERE (?1 IS NULL OR m.session_id = ?1) AND (?2 = 0 OR m.status != 'processed')
+         ORDER BY CASE
+                    WHEN m.status = 'failed' THEN 0
+                    WHEN m.status = 'processing' AND m.claimed_at < ?3 THEN 0
+                    WHEN m.status = 'processing' THEN 1
+                    WHEN m.status = 'pending' THEN 2
+                    ELSE 3 END,
+                  m.id
+         LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![filter.session_id, filter.unfinished, stuck_before, limit], |r| {
+        let status = MessageStatus::parse(&r.get::<_, String>(5)?).unwrap_or(MessageStatus::Pending);
+        let claimed_at: Option<i64> = r.get(10)?;
+        Ok(MessageInfo {
+            id: r.get(0)?,
+            session_id: r.get(1)?,
+            agent_session_id: r.get(2)?,
+            project: r.get(3)?,
+            kind: if r.get::<_, String>(4)? == "summarize" { MessageKind::Summarize } else { MessageKind::Observation },
+            status,
+            stuck: status == MessageStatus::Processing && claimed_at.is_some_and(|t| t < stuck_before),
+            attempts: r.get(6)?,
+            last_error: r.get(7)?,
+            tool_name: r.get(8)?,
+            created_at: r.get(9)?,
+            claimed_at,
+            completed_at: r.get(11)?,
+        })
+    })?;
+    rows.collect::<Result<_, _>>().map_err(StoreError::from)
+}

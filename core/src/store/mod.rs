@@ -1,0 +1,448 @@
+//! The SQLite store: one database file, one write connection owned by the writer task, pooled readers.
+//!
+//! Writes are closures run by the writer task on the one write connection. Jobs that arrive together share
+//! one `BEGIN IMMEDIATE` transaction (group commit), each inside its own savepoint, and a job's caller hears
+//! back only after that transaction committed. Every batch and every read runs on the blocking pool, never
+//! on an async worker (and so tokio's paused test clock stands still while SQLite works). The per-table
+//! modules are plain `fn(&Connection, ...)` functions; this module owns connections, not queries.
+
+pub mod inbox;
+pub mod memories;
+pub mod messages;
+mod schema;
+pub mod sessions;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, Durability};
+
+pub use schema::SCHEMA_VERSION;
+
+/// The most jobs one transaction takes; the rest wait for the next one.
+const MAX_BATCH: usize = 512;
+/// How long a connection waits for another process's write lock (e.g. `memtray hook` writing directly).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many idle reader connections are kept open.
+const READER_POOL: usize = 4;
+
+/// Errors of the storage layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// SQLITE_FULL: the disk, or the configured `max_db_bytes`, is full.
+    #[error("the database is full (no disk space, or max_db_bytes reached)")]
+    Full,
+    /// The file or its folder cannot be written.
+    #[error("the database is read-only")]
+    ReadOnly,
+    /// Another writer held the lock longer than the busy timeout.
+    #[error("the database is locked by another writer")]
+    Busy,
+    /// The file is not a database, or is damaged.
+    #[error("the database file is corrupt or not a SQLite database")]
+    Corrupt,
+    /// The file was written by a newer memtray.
+    #[error(
+        "the database schema version {found} is newer than this memtray understands ({supported}); upgrade memtray"
+    )]
+    TooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// The newest this code knows.
+        supported: i64,
+    },
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The writer task has stopped (shutdown).
+    #[error("the store is closed")]
+    Closed,
+    /// A stored JSON column did not parse.
+    #[error("stored JSON is malformed: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// Any other SQLite error.
+    #[error("database error: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt,
+            _ => StoreError::Sqlite(Arc::new(e)),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Json(Arc::new(e))
+    }
+}
+
+impl StoreError {
+    /// True when the failure is about the database's condition for now (full, read-only, locked, closed),
+    /// not the request or the data: the caller should answer "try again later" and acknowledge nothing.
+    /// A corrupt file or a SQL error is not "for now": retrying cannot help.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Full | StoreError::ReadOnly | StoreError::Busy | StoreError::Closed)
+    }
+}
+
+/// A result of the storage layer.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Told to each job after its transaction ended: `Ok` once committed.
+type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write job: runs inside the batch transaction (or is handed the error that kept the transaction from
+/// starting), reports how it went, and returns how to deliver its result.
+type Job = Box<dyn FnOnce(Result<&Connection>) -> (Result<()>, Deliver) + Send>;
+
+enum Command {
+    Run(Job),
+    /// Finish what is queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Commands for the writer task. The task owns the receiver and exits on `Close` or when every `Store`
+    /// clone is gone.
+    writer: mpsc::Sender<Command>,
+    /// The writer task, awaited by `close`. A std mutex: taken once, never held across an `.await`.
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Idle read-only connections, so a read does not pay for opening one. A std mutex: held only to push or
+    /// pop, never across an `.await`.
+    readers: Mutex<Vec<Connection>>,
+    /// The database file.
+    path: PathBuf,
+    /// Per-connection settings, applied to every connection opened.
+    settings: ConnectionSettings,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `config.data_dir`, migrates it, and starts the writer task.
+    pub async fn open(config: &Config) -> Result<Store> {
+        let data_dir = config.data_dir.clone();
+        let path = data_dir.join("memtray.db");
+        let settings = ConnectionSettings::from(config);
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&data_dir)
+                    .map_err(|source| StoreError::DataDir { path: data_dir.clone(), source: Arc::new(source) })?;
+                let mut conn = open_connection(&path, settings, false)?;
+                schema::migrate(&mut conn)?;
+                Ok::<_, StoreError>(conn)
+            })
+        };
+        let conn = opened.await.map_err(|_| StoreError::Closed)??;
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let writer_task = tokio::spawn(writer_loop(conn, rx));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer: tx,
+                writer_task: Mutex::new(Some(writer_task)),
+                readers: Mutex::new(Vec::new()),
+                path,
+                settings,
+            }),
+        })
+    }
+
+    /// Runs `f` in a write transaction on the writer task and returns its result once committed.
+    /// If `f` fails, its own changes are rolled back and nothing else in the batch is affected.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+            let deliver: Deliver = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (outcome, deliver)
+        });
+        self.inner.writer.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on the calling thread (for blocking contexts).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.inner.path, self.inner.settings, true)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock().expect("reader pool poisoned");
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Lets queued writes finish, then stops the writer task and closes every connection. Later writes fail
+    /// with `Closed`.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.writer.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.inner.writer_task.lock().expect("writer handle poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.readers.lock().expect("reader pool poisoned").clear();
+    }
+}
+
+/// Opens the database for a short-lived writer outside the server (`memtray hook`): creates and migrates it if
+/// needed. Safe beside a running server: SQLite's locks and the busy timeout order the writers.
+pub fn open_direct(config: &Config, busy_timeout: Duration) -> Result<Connection> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StoreError::DataDir { path: config.data_dir.clone(), source: Arc::new(source) })?;
+    let mut conn = open_connection(&config.data_dir.join("memtray.db"), ConnectionSettings::from(config), false)?;
+    conn.busy_timeout(busy_timeout)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a connection with the pragmas every memtray connection carries.
+pub fn open_connection(path: &Path, s: ConnectionSettings, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    let sync = match s.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if s.max_db_bytes > 0 {
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let pages = (s.max_db_bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64) as i64;
+        conn.pragma_update(None, "max_page_count", pages)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The per-connection settings taken from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionSettings {
+    /// Commit durability.
+    pub durability: Durability,
+    /// Size cap (0 = none).
+    pub max_db_bytes: u64,
+}
+
+impl From<&Config> for ConnectionSettings {
+    fn from(c: &Config) -> Self {
+        ConnectionSettings { durability: c.durability, max_db_bytes: c.max_db_bytes }
+    }
+}
+
+/// The writer task: take what has arrived, run it in one transaction on the blocking pool, commit, then
+/// answer everyone.
+async fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>) {
+    let mut conn = Some(conn);
+    let mut close_reply = None;
+    while close_reply.is_none() {
+        let Some(first) = rx.recv().await else { break };
+        let mut jobs = Vec::new();
+        match first {
+            Command::Run(job) => jobs.push(job),
+            Command::Close(reply) => close_reply = Some(reply),
+        }
+        while close_reply.is_none() && jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Command::Run(job)) => jobs.push(job),
+                Ok(Command::Close(reply)) => close_reply = Some(reply),
+                Err(_) => break,
+            }
+        }
+        if !jobs.is_empty() {
+            let Some(c) = conn.take() else { break };
+            match tokio::task::spawn_blocking(move || {
+                run_batch(&c, jobs);
+                c
+            })
+            .await
+            {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    // A job panicked: its batch's callers see `Closed`, and so does everyone after.
+                    tracing::error!(error = %e, "the store's writer stopped");
+                    break;
+                }
+            }
+        }
+    }
+    // Jobs that raced with Close are dropped with the receiver: their callers see `Closed`.
+    rx.close();
+    drop(conn);
+    if let Some(reply) = close_reply {
+        let _ = reply.send(());
+    }
+}
+
+fn run_batch(conn: &Connection, jobs: Vec<Job>) {
+    let mut jobs = jobs.into_iter();
+    'transaction: while jobs.len() > 0 {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = StoreError::from(e);
+            for job in jobs {
+                let (_, deliver) = job(Err(err.clone()));
+                deliver(Err(err.clone()));
+            }
+            return;
+        }
+        let mut delivers: Vec<Deliver> = Vec::new();
+        for job in jobs.by_ref() {
+            if let Err(e) = conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
+                let err = StoreError::from(e);
+                let (_, deliver) = job(Err(err.clone()));
+                deliver(Err(err));
+                continue;
+            }
+            let (outcome, deliver) = job(Ok(conn));
+            if conn.is_autocommit() {
+                // Some errors (SQLITE_FULL, I/O) make SQLite roll back the whole transaction, not just the
+                // savepoint: nothing this batch did so far is committed, so nobody in it may hear success.
+                let err = outcome.err().unwrap_or(StoreError::Closed);
+                deliver(Err(err.clone()));
+                for deliver in delivers.drain(..) {
+                    deliver(Err(err.clone()));
+                }
+                continue 'transaction;
+            }
+            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job" };
+            let _ = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+            if outcome.is_err() {
+                let _ = conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([]));
+            }
+            delivers.push(deliver);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for deliver in delivers {
+            deliver(committed.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        Config::with_data_dir(dir)
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_does_not_undo_its_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&config(dir.path())).await.unwrap();
+        store.write(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)")?)).await.unwrap();
+        let a = store.write(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?));
+        let b = store.write(|c| {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            Ok(c.execute("INSERT INTO t VALUES (1)", [])?)
+        });
+        let c = store.write(|c| Ok(c.execute("INSERT INTO t VALUES (3)", [])?));
+        let (a, b, c) = tokio::join!(a, b, c);
+        assert!(a.is_ok() && c.is_ok());
+        assert!(b.is_err());
+        let rows: Vec<i64> = store
+            .read(|c| {
+                let mut s = c.prepare("SELECT x FROM t ORDER BY x")?;
+                let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, [1, 3], "the failed job's first insert was rolled back with it");
+    }
+
+    #[tokio::test]
+    async fn writes_after_close_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&config(dir.path())).await.unwrap();
+        store.close().await;
+        let err = store.write(|_| Ok(())).await.unwrap_err();
+        assert!(matches!(err, StoreError::Closed), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&config(dir.path())).await.unwrap();
+        store.write(|c| Ok(c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?)).await.unwrap();
+        store.close().await;
+        let err = Store::open(&config(dir.path())).await.err().expect("newer schema must be refused");
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_size_cap_reports_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.max_db_bytes = 256 * 1024;
+        let store = Store::open(&cfg).await.unwrap();
+        store.write(|c| Ok(c.execute_batch("CREATE TABLE blob(b BLOB)")?)).await.unwrap();
+        let big = vec![7u8; 64 * 1024];
+        let mut full = None;
+        for _ in 0..16 {
+            let b = big.clone();
+            if let Err(e) = store.write(move |c| Ok(c.execute("INSERT INTO blob VALUES (?1)", [b])?)).await {
+                full = Some(e);
+                break;
+            }
+        }
+        let err = full.expect("a 256 KiB cap must fill up");
+        assert!(matches!(err, StoreError::Full), "{err}");
+        assert!(err.is_unavailable());
+    }
+}
