@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use memtray_core::config::{Config, Durability};
 use memtray_core::clock::Clock;
+use memtray_core::config::{Config, Durability};
 use memtray_core::events::Event;
 use memtray_core::intake::Queued;
 use memtray_core::memory::provider::{Provider, ProviderError, SessionContext};
@@ -573,7 +573,9 @@ fn prepare_backlog(rt: &tokio::runtime::Runtime, dir: &Path, total: u64, session
         let store = Store::open(&config).await.expect("open store");
         let ids: Vec<i64> = store
             .write(move |c| {
-                (0..sessions_n).map(|s| Ok(sessions::ensure(c, &format!("backlog-{s}"), "p", Clock::system().now_ms())?.0.id)).collect()
+                (0..sessions_n)
+                    .map(|s| Ok(sessions::ensure(c, &format!("backlog-{s}"), "p", Clock::system().now_ms())?.0.id))
+                    .collect()
             })
             .await
             .unwrap();

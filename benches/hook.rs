@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memtray_core::config::{Config, Durability};
 use memtray_core::agents::claude_code::{reconcile, transcript};
+use memtray_core::config::{Config, Durability};
 use memtray_core::{Core, Settings};
 
 const RUNS: usize = 50;

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use memtray_core::clock::Clock;
 use memtray_core::config::Config;
 use memtray_core::memory::{NewObservation, NewSummary};
-use memtray_core::clock::Clock;
 use memtray_core::store::{memories, open_direct, sessions};
 use serde_json::{Value, json};
 use webdriver::Browser;

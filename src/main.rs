@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use claude_settings::HookMode;
 use memtray_core::agents::claude_code::{self, settings as claude_settings};
 use memtray_core::client::Client;
 use memtray_core::config::Config;
 use memtray_core::server::Server;
-use claude_settings::HookMode;
 use serde_json::Value;
 
 #[derive(Parser)]

@@ -173,7 +173,8 @@ async fn an_idle_consumer_lingers_then_exits_and_new_work_starts_another() {
     queue(&h.core, "a", "a1", "Bash").await;
     drained(&h).await;
     assert_eq!(h.core.queue().live_consumers().len(), 1, "the consumer lingers after its queue empties");
-    eventually(Duration::from_secs(5), "the consumer to exit", async || h.core.queue().live_consumers().is_empty()).await;
+    eventually(Duration::from_secs(5), "the consumer to exit", async || h.core.queue().live_consumers().is_empty())
+        .await;
     let lingered = started.elapsed();
     assert!(lingered >= Duration::from_millis(300), "it exited before the linger timeout: {lingered:?}");
     assert!(lingered < Duration::from_millis(400), "it lingered longer than asked: {lingered:?}");
@@ -324,7 +325,11 @@ async fn restart_recovers_processing_messages_at_once_and_ends_crash_loops() {
         .await
         .unwrap()
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "recovered at once, not after a timeout: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "recovered at once, not after a timeout: {:?}",
+        started.elapsed()
+    );
     let (a, b): (String, String) = conn
         .query_row(
             "SELECT (SELECT status FROM messages WHERE idempotency_key = 'a1'),
@@ -470,4 +475,58 @@ async fn a_message_that_fails_for_good_is_announced_with_its_project() {
         failed,
         Some(Event::MessageFailed { session_id, message_id, project: "proj".into(), error: "Poison is poison".into() })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_start_that_fails_half_way_stops_what_it_started() {
+    use memtray_core::server::{Server, ServerError};
+    use memtray_core::store::{inbox, open_direct};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(dir.path());
+    config.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let wal = dir.path().join("memtray.db-wal");
+    // A previous run left a message pending.
+    let provider = Arc::new(Scripted { gate: Some(Semaphore::new(0)), ..Default::default() });
+    let core = start_core(&config, Clock::system(), provider).await;
+    queue(&core, "a", "a1", "Bash").await;
+    core.stop().await;
+    // `memtray hook` stored an event the database will refuse when the server takes it in.
+    {
+        let conn = open_direct(&config, Duration::from_secs(5)).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON sessions WHEN NEW.agent_session_id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+        let event = r#"{"session_id":"poison","hook_event_name":"UserPromptSubmit","prompt":"go","cwd":"/p"}"#;
+        inbox::push(&conn, event, 0).unwrap();
+    }
+    assert!(!wal.exists(), "with every connection closed SQLite removes the WAL (what this test watches)");
+
+    let err = Server::start(&config).await.err().expect("the inbox cannot be taken in");
+    assert!(matches!(err, ServerError::Inbox(_)), "{err}");
+    // Everything the start had started is stopped: the port is free, no connection holds the database, and
+    // no consumer is left holding the old message.
+    std::net::TcpListener::bind(("127.0.0.1", config.port)).expect("the port was released");
+    assert!(!wal.exists(), "a connection to the database was left open");
+    let conn = rusqlite::Connection::open(dir.path().join("memtray.db")).unwrap();
+    let processing: i64 =
+        conn.query_row("SELECT count(*) FROM messages WHERE status = 'processing'", [], |r| r.get(0)).unwrap();
+    assert_eq!(processing, 0);
+
+    // Once the cause is gone the next start takes the inbox in.
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    drop(conn);
+    let server = Server::start(&config).await.expect("starts once the cause is gone");
+    server.shutdown().await;
+    let conn = rusqlite::Connection::open(dir.path().join("memtray.db")).unwrap();
+    let (sessions, waiting): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM sessions WHERE agent_session_id = 'poison'), (SELECT count(*) FROM hook_inbox)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((sessions, waiting), (1, 0));
 }

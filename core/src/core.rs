@@ -117,7 +117,11 @@ impl Core {
 
     /// Opens the store, recovers what a previous process left behind, and starts the queue (a consumer for
     /// every session with pending work), the status publisher and the pruner. Ready when it returns.
-    pub async fn start_with(config: &Config, provider: Arc<dyn Provider>, settings: Settings) -> Result<Core, StartError> {
+    pub async fn start_with(
+        config: &Config,
+        provider: Arc<dyn Provider>,
+        settings: Settings,
+    ) -> Result<Core, StartError> {
         let store = Store::open(config).await?;
         let (max_attempts, now) = (settings.max_attempts, settings.clock.now_ms());
         let recovered = store
@@ -152,7 +156,8 @@ impl Core {
             stopping.child_token(),
         ));
         tracker.spawn(prune(store.clone(), settings.clone(), stopping.child_token()));
-        let intake = Intake::new(store.clone(), queue.waker(), events.clone(), trigger, settings.clone(), stopping.clone());
+        let intake =
+            Intake::new(store.clone(), queue.waker(), events.clone(), trigger, settings.clone(), stopping.clone());
         let queries = Queries::new(store.clone(), settings, status.clone());
         for session_id in pending_sessions {
             queue.waker().wake(session_id);

@@ -10,7 +10,10 @@ pub async fn of_cwd(cwd: &str) -> String {
     match tokio::task::spawn_blocking(move || from_cwd(&owned)).await {
         Ok(name) => name,
         // The blocking pool is shutting down: name it from the folder itself rather than fail the event.
-        Err(_) => Path::new(cwd.trim_end_matches('/')).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        Err(_) => Path::new(cwd.trim_end_matches('/'))
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use memtray_core::CoreError;
 use memtray_core::client::{Client, ClientError};
 use memtray_core::config::Config;
 use memtray_core::events::Event;
 use memtray_core::queue::Queue;
 use memtray_core::server::{Server, ServerError};
 use memtray_core::status::Status;
-use memtray_core::CoreError;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -314,7 +314,11 @@ mod tests {
             project: "ledger".into(),
             message_id: Some(9),
             prompt_number: 1,
-            memory: NewSummary { request: "Fix the totals".into(), completed: "Totals add up".into(), ..Default::default() },
+            memory: NewSummary {
+                request: "Fix the totals".into(),
+                completed: "Totals add up".into(),
+                ..Default::default()
+            },
             created_at: 1,
         };
         assert_eq!(

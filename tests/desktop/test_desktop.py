@@ -319,6 +319,25 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         with open(os.path.join(app.env["MEMTRAY_STATE_DIR"], "desktop.json")) as f:
             self.assertEqual(json.load(f), {"notifications": False})
 
+    async def test_a_stop_is_not_a_retry_so_a_failed_session_is_told_once(self):
+        app = self.start(env={"MEMTRAY_FAULT_FAIL_TOOLS": "Bash", "MEMTRAY_MAX_ATTEMPTS": "1"})
+        tray = await self.tray_of(app)
+        app.post("/api/sessions/init", {"claudeSessionId": "f1", "project": "ledger", "prompt": "go"})
+        app.post("/api/sessions/observations", observation("f1", "t1"))
+        await until("a failure notification", lambda: self.notifications.shown)
+        # The agent stops: its summary is news, but the session's failures were told already.
+        app.post("/api/sessions/summarize", {"claudeSessionId": "f1", "last_assistant_message": "Gave up."})
+        await until("the summary notification", lambda: len(self.notifications.shown) >= 2)
+        app.post("/api/sessions/observations", observation("f1", "t2"))
+        await until("the second failure", lambda: self._label(tray, 0, "Idle, 2 failed"))
+        await asyncio.sleep(3)  # longer than a burst: nothing else may arrive
+        titles = [n["title"] for n in self.notifications.shown]
+        self.assertEqual(titles, ["1 message failed in ledger", "Summary ready — ledger"])
+        # Retry stuck from the tray is a retry: the next failure is news again.
+        await tray.click("Retry stuck (2)")
+        await until("the third notification", lambda: len(self.notifications.shown) >= 3)
+        self.assertEqual(self.notifications.shown[2]["title"], "2 messages failed in ledger")
+
     async def test_without_a_notification_service_the_app_logs_once_and_runs_on(self):
         await self.bus.release_name("org.freedesktop.Notifications")
         app = self.start()

@@ -160,10 +160,10 @@ mod tests {
 
     #[test]
     fn an_internal_error_never_says_retry() {
-        let (_, _, retry_after) = answer(CoreError::Store(StoreError::Json(Arc::new(
-            serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
-        )))
-        .into());
+        let (_, _, retry_after) = answer(
+            CoreError::Store(StoreError::Json(Arc::new(serde_json::from_str::<serde_json::Value>("{").unwrap_err())))
+                .into(),
+        );
         assert_eq!(retry_after, None);
     }
 }

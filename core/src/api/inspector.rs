@@ -88,7 +88,10 @@ pub(super) async fn delete_session(State(queue): State<Queue>, Path(id): Path<i6
     }
 }
 
-pub(super) async fn queue(State(queries): State<Queries>, ApiQuery(page): ApiQuery<Page>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn queue(
+    State(queries): State<Queries>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Value>, ApiError> {
     let (list, totals) = queries.unfinished(page.limit()).await?;
     Ok(Json(json!({
         "messages": list,

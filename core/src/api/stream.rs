@@ -17,9 +17,8 @@ pub(super) async fn stream(
     State(Stopping(stopping)): State<Stopping>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = updates.stream();
-    let events = stream.map(|event: Event| {
-        Ok(SseEvent::default().event(event.name()).json_data(&event).expect("events serialize"))
-    });
+    let events = stream
+        .map(|event: Event| Ok(SseEvent::default().event(event.name()).json_data(&event).expect("events serialize")));
     let stream = events.take_until(async move { stopping.cancelled().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -216,6 +216,9 @@ impl Store {
     /// Lets queued writes finish, then stops the writer task and closes every connection. Later writes fail
     /// with `Closed`.
     pub async fn close(&self) {
+        // Readers first, so the write connection is the last to close: SQLite then checkpoints the WAL and
+        // removes it.
+        self.inner.readers.lock().expect("reader pool poisoned").clear();
         let (tx, rx) = oneshot::channel();
         if self.inner.writer.send(Command::Close(tx)).await.is_ok() {
             let _ = rx.await;
