@@ -42,7 +42,7 @@ run: deps
 	fi
 
 # The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary,
-# session-manager semantics, the SIGKILL crash test, the inspector in a real browser, then the desktop app
+# the core's queue semantics on a paused clock, the SIGKILL crash test, the inspector in a real browser, then the desktop app
 # on a virtual display.
 test: deps
 	$(CARGO) test --workspace --lib --bins --tests
