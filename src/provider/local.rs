@@ -1,7 +1,8 @@
-//! The embedded offline provider: reads a tool use's JSON and writes down what it shows, as exactly one
-//! observation, and tells a session span from its observations and the agent's last message.
-//! There is one rule per tool family (files, shell, search, web, subagents, todos, MCP) and a fallback
-//! for any other tool. It uses no network and no model, and the same input always gives the same memory.
+//! The embedded offline provider: reads a tool use's JSON once into an `Action` (what the tool did, as data)
+//! and writes that down as exactly one observation; tells a session span from its observations and the
+//! agent's last message. There is one reading rule per tool family (files, shell, search, web, subagents,
+//! todos, MCP) and a fallback for any other tool. It uses no network and no model, and the same input always
+//! gives the same memory.
 
 use serde_json::Value;
 
@@ -51,8 +52,181 @@ impl Provider for LocalProvider {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Observations
+// Actions: one reading of a tool use
 // ---------------------------------------------------------------------------------------------------------------
+
+/// What one tool use did, read once from its JSON. The observation and the summary are two renderings of it;
+/// neither reads the other's wording.
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    /// `Read`: a file, and how much of it.
+    Read { path: Option<String>, extent: Option<Extent> },
+    /// `Edit`, `MultiEdit`, `Write`, `NotebookEdit`: one file changed.
+    Change { path: Option<String>, change: Change },
+    /// `Grep` or `Glob`.
+    Search(Search),
+    /// `Bash`: a command, whether it ran tests, and how it ended.
+    Command { command: Option<String>, description: Option<String>, runs_tests: bool, outcome: Outcome },
+    /// `WebFetch`: a page, what was asked of it, the HTTP status and its text.
+    Fetch { url: Option<String>, prompt: Option<String>, status: Option<(u64, String)> },
+    /// `WebSearch`: the query, its domain limits, how many results.
+    WebSearch {
+        query: Option<String>,
+        allowed_domains: Vec<String>,
+        blocked_domains: Vec<String>,
+        results: Option<u64>,
+    },
+    /// `Task` / `Agent`: what the subagent was asked and the first sentence it answered.
+    Subagent {
+        description: Option<String>,
+        agent: Option<String>,
+        prompt: Option<String>,
+        answer: Option<String>,
+        tool_uses: Option<u64>,
+    },
+    /// `TodoWrite`: the plan as it stands.
+    Todos(Vec<Todo>),
+    /// `mcp__server__tool`.
+    Mcp { server: String, tool: String, input: Arguments },
+    /// Any other tool (`name` may be empty).
+    Other { name: String, input: Arguments },
+}
+
+/// How much of a file a `Read` covered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Extent {
+    /// Lines `start..=end` of a file of `total` lines.
+    Part { start: u64, end: u64, total: u64 },
+    /// This many lines, the whole file as far as the response says.
+    Lines(u64),
+    /// Only the file's length is known.
+    Total(u64),
+    /// No response said; the input asked for lines from `offset` (`limit` of them, when it said).
+    RequestedFrom { offset: u64, limit: Option<u64> },
+    /// No response said; the input asked for the first `limit` lines.
+    RequestedFirst(u64),
+}
+
+/// What a change did to its file.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// `Edit` / `MultiEdit`: its replacements.
+    Edit(Vec<EditSpan>),
+    /// `Write`: how many lines, and whether the file was new (`None`: the response does not say).
+    Write { lines: Option<u64>, created: Option<bool> },
+    /// `NotebookEdit`: what happened to which cell.
+    Cell { edit: CellEdit, cell: Option<String>, source_lines: Option<u64> },
+}
+
+/// What a `NotebookEdit` did to its cell.
+#[derive(Debug, Clone, PartialEq)]
+enum CellEdit {
+    Insert { cell_type: Option<String> },
+    Delete,
+    Replace,
+}
+
+/// A search: in file contents (`Grep`) or file names (`Glob`).
+#[derive(Debug, Clone, PartialEq)]
+struct Search {
+    target: SearchTarget,
+    pattern: Option<String>,
+    /// The folder searched, relative to `cwd` when under it.
+    scope: Option<String>,
+    /// `Grep` only: the file filters.
+    glob: Option<String>,
+    file_type: Option<String>,
+    /// How many files matched (or were found).
+    files_found: Option<u64>,
+    /// `Grep` only: lines of matches, when more than none.
+    match_lines: Option<u64>,
+    /// `Glob` only: the response was cut short, so `files_found` is a lower bound.
+    truncated: bool,
+    /// `Grep` only: the matched files as listed, relative to `cwd` (not yet capped or deduplicated).
+    files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SearchTarget {
+    Contents,
+    Names,
+}
+
+/// How a shell command ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Its output ends with a test summary (cargo's added up, pytest's, jest's, go's counted).
+    Tests(String),
+    /// The response says how it ended: an exit code, an interruption, or both.
+    Ended { exit_code: Option<i64>, interrupted: bool },
+    /// Neither: the output line that best says how it went, if there was output.
+    Output(Option<String>),
+}
+
+/// One item of a todo list.
+#[derive(Debug, Clone, PartialEq)]
+struct Todo {
+    content: String,
+    /// `pending`, `in_progress`, `completed` (as the agent wrote it).
+    status: String,
+}
+
+/// A tool's input, as far as it can be shown: its scalar fields, or its shape.
+#[derive(Debug, Clone, PartialEq)]
+enum Arguments {
+    /// An object's top-level scalar fields, in order.
+    Fields(Vec<(String, String)>),
+    /// A list of this many items.
+    Items(u64),
+    /// A bare scalar, or nothing to show.
+    Value(Option<String>),
+}
+
+impl Action {
+    /// Reads a tool use: one rule per tool family, a fallback for any other tool. Never fails.
+    fn read(tool: &ToolUse) -> Action {
+        let call = Call { input: &tool.tool_input, response: &tool.tool_response, cwd: &tool.cwd };
+        let name = tool.tool_name.trim();
+        match name {
+            "Read" => Action::Read { path: call.file_path(), extent: extent(&call) },
+            "Edit" | "MultiEdit" => {
+                Action::Change { path: call.file_path(), change: Change::Edit(edit_spans(call.input)) }
+            }
+            "Write" => Action::Change { path: call.file_path(), change: written(&call) },
+            "NotebookEdit" => Action::Change { path: call.file_path(), change: cell_edit(&call) },
+            "Bash" => command(&call),
+            "Grep" => Action::Search(grep(&call)),
+            "Glob" => Action::Search(glob(&call)),
+            "WebFetch" => web_fetch(&call),
+            "WebSearch" => web_search(&call),
+            "Task" | "Agent" => subagent(&call),
+            "TodoWrite" => Action::Todos(todos(call.input)),
+            _ => match mcp_name(name) {
+                Some((server, tool)) => {
+                    Action::Mcp { server: server.to_string(), tool: tool.to_string(), input: arguments(call.input) }
+                }
+                None => Action::Other { name: name.to_string(), input: arguments(call.input) },
+            },
+        }
+    }
+
+    /// The files the tool read, as memory lists them: distinct, a search's matches capped.
+    fn files_read(&self) -> Vec<String> {
+        match self {
+            Action::Read { path, .. } => distinct(path.iter().cloned()),
+            Action::Search(search) => distinct(search.files.iter().take(FILES_MAX).cloned()),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The files the tool changed.
+    fn files_modified(&self) -> Vec<String> {
+        match self {
+            Action::Change { path, .. } => distinct(path.iter().cloned()),
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// One tool use as the rules read it.
 struct Call<'a> {
@@ -65,6 +239,11 @@ impl<'a> Call<'a> {
     /// A non-blank string field of the input.
     fn input_text(&self, key: &str) -> Option<&'a str> {
         text_at(self.input, key)
+    }
+
+    /// A non-blank string field of the input, owned.
+    fn input_string(&self, key: &str) -> Option<String> {
+        self.input_text(key).map(str::to_string)
     }
 
     /// `path`, relative to the session's working directory when under it.
@@ -92,94 +271,28 @@ impl<'a> Call<'a> {
     }
 }
 
-/// The one observation a tool use gives.
-fn observe_tool(tool: &ToolUse) -> NewObservation {
-    let call = Call { input: &tool.tool_input, response: &tool.tool_response, cwd: &tool.cwd };
-    let name = tool.tool_name.trim();
-    let mut obs = match name {
-        "Read" => read(&call),
-        "Edit" | "MultiEdit" => edit(&call),
-        "Write" => write(&call),
-        "NotebookEdit" => notebook_edit(&call),
-        "Bash" => bash(&call),
-        "Grep" => grep(&call),
-        "Glob" => glob(&call),
-        "WebFetch" => web_fetch(&call),
-        "WebSearch" => web_search(&call),
-        "Task" | "Agent" => subagent(&call),
-        "TodoWrite" => todo_write(&call),
-        _ => match mcp_name(name) {
-            Some((server, tool)) => mcp(&call, server, tool),
-            None => other_tool(&call, name),
-        },
-    };
-    obs.files_read = distinct(obs.files_read);
-    obs.files_modified = distinct(obs.files_modified);
-    obs
-}
-
-/// A fresh observation with its kind and (clipped) title.
-fn observation(kind: &str, title: &str) -> NewObservation {
-    NewObservation { kind: kind.to_string(), title: clip(title, TITLE_MAX), ..Default::default() }
-}
-
-/// `label: value`, on one line and clipped.
-fn fact(label: &str, value: &str) -> String {
-    clip(&format!("{label}: {value}"), FACT_MAX)
-}
-
 // --- Files -----------------------------------------------------------------------------------------------------
 
-/// `Read`: what file, and how much of it.
-fn read(call: &Call) -> NewObservation {
-    let Some(path) = call.file_path() else {
-        let mut obs = observation(DISCOVERY, "Read a file");
-        obs.facts.extend(lines_read(call));
-        return obs;
-    };
-    let mut obs = observation(DISCOVERY, &format!("Read {}", file_name(&path)));
-    obs.subtitle = clip(&path, FACT_MAX);
-    obs.facts.extend(lines_read(call));
-    obs.files_read.push(path);
-    obs
-}
-
 /// The lines a `Read` returned, from the response when it says, else the range the input asked for.
-fn lines_read(call: &Call) -> Option<String> {
+fn extent(call: &Call) -> Option<Extent> {
     let file = call.response.get("file").unwrap_or(&Value::Null);
     let start = uint_at(file, "startLine").unwrap_or(1).max(1);
     match (uint_at(file, "numLines"), uint_at(file, "totalLines")) {
         (Some(num), Some(total)) if num > 0 && num < total => {
-            Some(format!("read lines {start}-{} of {total}", start + num - 1))
+            Some(Extent::Part { start, end: start.saturating_add(num - 1), total })
         }
-        (Some(num), _) => Some(format!("read {}", count(num, "line"))),
-        (None, Some(total)) => Some(format!("file has {}", count(total, "line"))),
-        (None, None) => requested_range(call.input),
+        (Some(num), _) => Some(Extent::Lines(num)),
+        (None, Some(total)) => Some(Extent::Total(total)),
+        (None, None) => match (uint_at(call.input, "offset"), uint_at(call.input, "limit")) {
+            (Some(offset), limit) => Some(Extent::RequestedFrom { offset, limit }),
+            (None, Some(limit)) => Some(Extent::RequestedFirst(limit)),
+            (None, None) => None,
+        },
     }
-}
-
-/// The range a `Read` input asked for (`offset`, `limit`).
-fn requested_range(input: &Value) -> Option<String> {
-    match (uint_at(input, "offset"), uint_at(input, "limit")) {
-        (Some(offset), Some(limit)) => Some(format!("requested {} from line {offset}", count(limit, "line"))),
-        (Some(offset), None) => Some(format!("requested lines from {offset}")),
-        (None, Some(limit)) => Some(format!("requested the first {}", count(limit, "line"))),
-        (None, None) => None,
-    }
-}
-
-/// The start of a change to one file: `<verb> <name>`, the path as subtitle and in `files_modified`.
-fn file_change(call: &Call, verb: &str) -> NewObservation {
-    let Some(path) = call.file_path() else {
-        return observation(CHANGE, &format!("{verb} a file"));
-    };
-    let mut obs = observation(CHANGE, &format!("{verb} {}", file_name(&path)));
-    obs.subtitle = clip(&path, FACT_MAX);
-    obs.files_modified.push(path);
-    obs
 }
 
 /// One replacement of an `Edit` or `MultiEdit`.
+#[derive(Debug, Clone, PartialEq)]
 struct EditSpan {
     old_lines: u64,
     new_lines: u64,
@@ -197,13 +310,6 @@ impl EditSpan {
     }
 }
 
-/// `Edit` / `MultiEdit`: which file, how many lines went in and out.
-fn edit(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Edited");
-    obs.facts = edit_facts(&edit_spans(call.input));
-    obs
-}
-
 /// The replacements an edit input describes: its `edits` list, or itself.
 fn edit_spans(input: &Value) -> Vec<EditSpan> {
     match input.get("edits").and_then(Value::as_array) {
@@ -215,96 +321,53 @@ fn edit_spans(input: &Value) -> Vec<EditSpan> {
     }
 }
 
-fn edit_facts(edits: &[EditSpan]) -> Vec<String> {
-    if edits.is_empty() {
-        return Vec::new();
-    }
-    let old = edits.iter().map(|e| e.old_lines).sum();
-    let new = edits.iter().map(|e| e.new_lines).sum();
-    let change = line_change(old, new);
-    let mut facts = vec![if edits.len() > 1 { format!("{} edits: {change}", edits.len()) } else { change }];
-    if edits.iter().any(|e| e.replace_all) {
-        facts.push("replace_all: every occurrence replaced".to_string());
-    }
-    facts
-}
-
-/// "replaced 2 lines with 1 line", "inserted 3 lines", "removed 1 line".
-fn line_change(old: u64, new: u64) -> String {
-    match (old, new) {
-        (0, 0) => "empty edit".to_string(),
-        (0, new) => format!("inserted {}", count(new, "line")),
-        (old, 0) => format!("removed {}", count(old, "line")),
-        (old, new) => format!("replaced {} with {}", count(old, "line"), count(new, "line")),
-    }
-}
-
-/// `Write`: which file, how long, created or replaced.
-fn write(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Wrote");
-    if let Some(content) = call.input.get("content").and_then(Value::as_str) {
-        obs.facts.push(format!("wrote {}", count(line_count(content), "line")));
-    }
-    match text_at(call.response, "type") {
-        Some("create") => obs.facts.push("created a new file".to_string()),
-        Some("update") => obs.facts.push("replaced the existing file".to_string()),
-        _ => {}
-    }
-    obs
-}
-
-/// `NotebookEdit`: which notebook, which cell, what happened to it.
-fn notebook_edit(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Edited");
-    let cell = call.input_text("cell_id").map_or_else(|| "a cell".to_string(), |id| format!("cell {id}"));
-    let source = call.input.get("new_source").and_then(Value::as_str).map(|s| count(line_count(s), "line"));
-    let action = match call.input_text("edit_mode") {
-        Some("insert") => format!("inserted a {} cell", call.input_text("cell_type").unwrap_or("new")),
-        Some("delete") => format!("deleted {cell}"),
-        _ => format!("replaced {cell}"),
+/// `Write`: how long the content is, and whether the response says the file was created or replaced.
+fn written(call: &Call) -> Change {
+    let lines = call.input.get("content").and_then(Value::as_str).map(line_count);
+    let created = match text_at(call.response, "type") {
+        Some("create") => Some(true),
+        Some("update") => Some(false),
+        _ => None,
     };
-    obs.facts.push(match source {
-        Some(lines) if call.input_text("edit_mode") != Some("delete") => format!("{action} ({lines})"),
-        _ => action,
-    });
-    obs
+    Change::Write { lines, created }
+}
+
+/// `NotebookEdit`: which cell, what happened to it, how long its new source is.
+fn cell_edit(call: &Call) -> Change {
+    let edit = match call.input_text("edit_mode") {
+        Some("insert") => CellEdit::Insert { cell_type: call.input_string("cell_type") },
+        Some("delete") => CellEdit::Delete,
+        _ => CellEdit::Replace,
+    };
+    let source_lines = call.input.get("new_source").and_then(Value::as_str).map(line_count);
+    Change::Cell { edit, cell: call.input_string("cell_id"), source_lines }
 }
 
 // --- Shell -----------------------------------------------------------------------------------------------------
 
-/// `Bash`: the command, whether it ran tests, and how it ended.
-fn bash(call: &Call) -> NewObservation {
+/// `Bash`: the command, its description, whether it ran tests, and how it ended.
+fn command(call: &Call) -> Action {
     let command = call.input_text("command");
-    let kind = if command.is_some_and(looks_like_tests) { TEST } else { COMMAND };
-    let title = call.input_text("description").or(command).unwrap_or("Ran a shell command");
-    let mut obs = observation(kind, title);
-    if let Some(command) = command {
-        obs.facts.push(fact("command", command));
+    Action::Command {
+        command: command.map(str::to_string),
+        description: call.input_string("description"),
+        runs_tests: command.is_some_and(looks_like_tests),
+        outcome: shell_outcome(call),
     }
-    let outcome = shell_outcome(call);
-    obs.subtitle = outcome.join(", ");
-    obs.facts.extend(outcome);
-    obs
 }
 
 /// How a shell command ended: a test result, else the exit code and interruption, else its last words.
-fn shell_outcome(call: &Call) -> Vec<String> {
+fn shell_outcome(call: &Call) -> Outcome {
     let (stdout, stderr) = (call.stream("stdout"), call.stream("stderr"));
     if let Some(result) = test_result(&stdout).or_else(|| test_result(&stderr)) {
-        return vec![clip(&result, FACT_MAX)];
+        return Outcome::Tests(result);
     }
-    let mut outcome = Vec::new();
-    if let Some(code) = exit_code(call.response) {
-        outcome.push(format!("exit code {code}"));
+    let exit_code = exit_code(call.response);
+    let interrupted = call.response.get("interrupted").and_then(Value::as_bool) == Some(true);
+    if exit_code.is_some() || interrupted {
+        return Outcome::Ended { exit_code, interrupted };
     }
-    if call.response.get("interrupted").and_then(Value::as_bool) == Some(true) {
-        outcome.push("interrupted".to_string());
-    }
-    if outcome.is_empty() {
-        outcome
-            .push(last_output_line(&stdout, &stderr).map_or_else(|| "no output".to_string(), |l| fact("output", &l)));
-    }
-    outcome
+    Outcome::Output(last_output_line(&stdout, &stderr))
 }
 
 /// The exit code, under any of the names shells and hook versions use.
@@ -420,51 +483,40 @@ fn number_before(text: &str, word: &str) -> Option<u64> {
 
 // --- Search ----------------------------------------------------------------------------------------------------
 
-/// `Grep`: the pattern, where, and which files matched.
-fn grep(call: &Call) -> NewObservation {
-    let pattern = call.input_text("pattern");
-    let title =
-        pattern.map_or_else(|| "Searched the code".to_string(), |p| format!("Searched for \"{}\"", clip(p, VALUE_MAX)));
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
-    obs.facts.extend(search_scope(call, &mut obs.subtitle));
-    if let Some(glob) = call.input_text("glob") {
-        obs.facts.push(fact("glob", glob));
-    }
-    if let Some(file_type) = call.input_text("type") {
-        obs.facts.push(fact("type", file_type));
-    }
+/// `Grep`: the pattern, where, the filters, and which files matched.
+fn grep(call: &Call) -> Search {
     let files = listed_files(call);
-    if let Some(matched) = uint_at(call.response, "numFiles").or(files.as_ref().map(|f| f.len() as u64)) {
-        obs.facts.push(format!("{} matched", count(matched, "file")));
+    Search {
+        target: SearchTarget::Contents,
+        pattern: call.input_string("pattern"),
+        scope: search_scope(call),
+        glob: call.input_string("glob"),
+        file_type: call.input_string("type"),
+        files_found: uint_at(call.response, "numFiles").or(files.as_ref().map(|f| f.len() as u64)),
+        match_lines: uint_at(call.response, "numLines").filter(|n| *n > 0),
+        truncated: false,
+        files: files.unwrap_or_default(),
     }
-    if let Some(lines) = uint_at(call.response, "numLines").filter(|n| *n > 0) {
-        obs.facts.push(format!("{} of matches", count(lines, "line")));
-    }
-    obs.files_read = files.unwrap_or_default().into_iter().take(FILES_MAX).collect();
-    obs
 }
 
-/// `Glob`: the pattern and how many files it found.
-fn glob(call: &Call) -> NewObservation {
-    let pattern = call.input_text("pattern");
-    let title = pattern.map_or_else(|| "Listed files".to_string(), |p| format!("Listed files matching {p}"));
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
-    obs.facts.extend(search_scope(call, &mut obs.subtitle));
-    let found = uint_at(call.response, "numFiles").or(listed_files(call).map(|f| f.len() as u64));
-    if let Some(found) = found {
-        let truncated = call.response.get("truncated").and_then(Value::as_bool) == Some(true);
-        obs.facts.push(format!("{} found{}", count(found, "file"), if truncated { " (truncated)" } else { "" }));
+/// `Glob`: the pattern, where, and how many files it found.
+fn glob(call: &Call) -> Search {
+    Search {
+        target: SearchTarget::Names,
+        pattern: call.input_string("pattern"),
+        scope: search_scope(call),
+        glob: None,
+        file_type: None,
+        files_found: uint_at(call.response, "numFiles").or(listed_files(call).map(|f| f.len() as u64)),
+        match_lines: None,
+        truncated: call.response.get("truncated").and_then(Value::as_bool) == Some(true),
+        files: Vec::new(),
     }
-    obs
 }
 
-/// The `in: <path>` fact of a search, also written as the subtitle.
-fn search_scope(call: &Call, subtitle: &mut String) -> Option<String> {
-    let scope = call.relative(call.input_text("path")?);
-    *subtitle = clip(&format!("in {scope}"), FACT_MAX);
-    Some(fact("in", &scope))
+/// The folder a search ran in, relative to `cwd` when under it.
+fn search_scope(call: &Call) -> Option<String> {
+    call.input_text("path").map(|path| call.relative(path))
 }
 
 /// The response's `filenames`, relative to `cwd`, when it has that list.
@@ -475,58 +527,33 @@ fn listed_files(call: &Call) -> Option<Vec<String>> {
 
 // --- Web and subagents -----------------------------------------------------------------------------------------
 
-/// `WebFetch`: which site, what was asked of the page, the HTTP status.
-fn web_fetch(call: &Call) -> NewObservation {
-    let url = call.input_text("url");
-    let title = url.map_or_else(|| "Fetched a web page".to_string(), |u| format!("Fetched {}", url_host(u)));
-    let mut obs = observation(RESEARCH, &title);
-    if let Some(url) = url {
-        obs.subtitle = clip(url, FACT_MAX);
-        obs.facts.push(fact("url", url));
-    }
-    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
-    if let Some(code) = uint_at(call.response, "code") {
-        let text = text_at(call.response, "codeText").unwrap_or("");
-        obs.facts.push(clip(&format!("HTTP {code} {text}"), FACT_MAX));
-    }
-    obs
+/// `WebFetch`: which page, what was asked of it, the HTTP status.
+fn web_fetch(call: &Call) -> Action {
+    let status =
+        uint_at(call.response, "code").map(|code| (code, text_at(call.response, "codeText").unwrap_or("").to_string()));
+    Action::Fetch { url: call.input_string("url"), prompt: call.input_string("prompt"), status }
 }
 
 /// `WebSearch`: the query, domain limits, how many results.
-fn web_search(call: &Call) -> NewObservation {
-    let query = call.input_text("query");
-    let title = query.map_or_else(|| "Searched the web".to_string(), |q| format!("Searched the web for \"{q}\""));
-    let mut obs = observation(RESEARCH, &title);
-    obs.facts.extend(query.map(|q| fact("query", q)));
-    for key in ["allowed_domains", "blocked_domains"] {
-        let domains = string_list(call.input, key);
-        if !domains.is_empty() {
-            obs.facts.push(fact(&key.replace('_', " "), &domains.join(", ")));
-        }
+fn web_search(call: &Call) -> Action {
+    let domains = |key| string_list(call.input, key).into_iter().map(str::to_string).collect();
+    Action::WebSearch {
+        query: call.input_string("query"),
+        allowed_domains: domains("allowed_domains"),
+        blocked_domains: domains("blocked_domains"),
+        results: call.response.get("results").and_then(Value::as_array).map(|results| results.len() as u64),
     }
-    if let Some(results) = call.response.get("results").and_then(Value::as_array) {
-        obs.facts.push(count(results.len() as u64, "result"));
-    }
-    obs
 }
 
 /// `Task` / `Agent`: what the subagent was asked and what it answered.
-fn subagent(call: &Call) -> NewObservation {
-    let title =
-        call.input_text("description").map_or_else(|| "Ran a subagent".to_string(), |d| format!("Subagent: {d}"));
-    let mut obs = observation(RESEARCH, &title);
-    if let Some(agent) = call.input_text("subagent_type") {
-        obs.subtitle = clip(&format!("{agent} agent"), FACT_MAX);
-        obs.facts.push(fact("agent", agent));
+fn subagent(call: &Call) -> Action {
+    Action::Subagent {
+        description: call.input_string("description"),
+        agent: call.input_string("subagent_type"),
+        prompt: call.input_string("prompt"),
+        answer: response_text(call.response).as_deref().and_then(first_sentence),
+        tool_uses: uint_at(call.response, "totalToolUseCount"),
     }
-    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
-    if let Some(answer) = response_text(call.response).as_deref().and_then(first_sentence) {
-        obs.facts.push(fact("result", &answer));
-    }
-    if let Some(uses) = uint_at(call.response, "totalToolUseCount") {
-        obs.facts.push(count(uses, "tool use"));
-    }
-    obs
 }
 
 /// The text a subagent answered: a bare string, `content` text blocks, or `result`.
@@ -541,27 +568,16 @@ fn response_text(response: &Value) -> Option<String> {
 
 // --- Plans, MCP, anything else ---------------------------------------------------------------------------------
 
-/// `TodoWrite`: the plan as it stands: how much is done, what is in progress, what is left.
-fn todo_write(call: &Call) -> NewObservation {
-    let todos: Vec<(&str, &str)> = call
-        .input
-        .get("todos")
-        .and_then(Value::as_array)
-        .map(|todos| {
-            todos
-                .iter()
-                .filter_map(|t| Some((text_at(t, "content")?, text_at(t, "status").unwrap_or("pending"))))
-                .collect()
+/// `TodoWrite`'s items that have content; a missing status counts as pending.
+fn todos(input: &Value) -> Vec<Todo> {
+    let items = input.get("todos").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|t| {
+            let content = text_at(t, "content")?.to_string();
+            Some(Todo { content, status: text_at(t, "status").unwrap_or("pending").to_string() })
         })
-        .unwrap_or_default();
-    let done = todos.iter().filter(|(_, status)| *status == "completed").count();
-    let mut obs = observation(DECISION, &format!("Updated the todo list ({done} of {} done)", todos.len()));
-    if let Some((current, _)) = todos.iter().find(|(_, status)| *status == "in_progress") {
-        obs.subtitle = fact("now", current);
-    }
-    obs.facts = todos.iter().map(|(content, status)| fact(&status.replace('_', " "), content)).collect();
-    cap_list(&mut obs.facts, INPUT_FACTS_MAX);
-    obs
+        .collect()
 }
 
 /// `mcp__server__tool` → `(server, tool)`.
@@ -570,32 +586,14 @@ fn mcp_name(name: &str) -> Option<(&str, &str)> {
     (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
 }
 
-/// An MCP tool: which tool of which server, with its scalar arguments.
-fn mcp(call: &Call, server: &str, tool: &str) -> NewObservation {
-    let mut obs = observation(DISCOVERY, &format!("Used {tool} ({server})"));
-    obs.subtitle = clip(&format!("MCP server {server}"), FACT_MAX);
-    obs.facts = input_facts(call.input);
-    obs
-}
-
-/// Any other tool: its name and its scalar arguments.
-fn other_tool(call: &Call, name: &str) -> NewObservation {
-    let title = if name.is_empty() { "Used an unnamed tool".to_string() } else { format!("Used {name}") };
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts = input_facts(call.input);
-    obs
-}
-
-/// `key: value` for the input's top-level scalar fields (or the input itself when it is not an object).
-fn input_facts(input: &Value) -> Vec<String> {
+/// The input's top-level scalar fields, or the input's shape when it is not an object.
+fn arguments(input: &Value) -> Arguments {
     match input {
-        Value::Object(fields) => fields
-            .iter()
-            .filter_map(|(key, value)| Some(fact(key, &clip(&scalar(value)?, VALUE_MAX))))
-            .take(INPUT_FACTS_MAX)
-            .collect(),
-        Value::Array(items) => vec![format!("input: {}", count(items.len() as u64, "item"))],
-        other => scalar(other).map(|s| fact("input", &clip(&s, VALUE_MAX))).into_iter().collect(),
+        Value::Object(fields) => {
+            Arguments::Fields(fields.iter().filter_map(|(key, value)| Some((key.clone(), scalar(value)?))).collect())
+        }
+        Value::Array(items) => Arguments::Items(items.len() as u64),
+        other => Arguments::Value(scalar(other)),
     }
 }
 
@@ -605,6 +603,294 @@ fn scalar(value: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Observations: an action, written down
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The one observation a tool use gives.
+fn observe_tool(tool: &ToolUse) -> NewObservation {
+    observation_of(&Action::read(tool))
+}
+
+/// An action as an observation: its kind, title, subtitle and facts, and the files it touched.
+fn observation_of(action: &Action) -> NewObservation {
+    let mut obs = match action {
+        Action::Read { path, extent } => read(path.as_deref(), *extent),
+        Action::Change { path, change } => file_change(path.as_deref(), change),
+        Action::Search(search) => match search.target {
+            SearchTarget::Contents => grep_observation(search),
+            SearchTarget::Names => glob_observation(search),
+        },
+        Action::Command { command, description, runs_tests, outcome } => {
+            bash(command.as_deref(), description.as_deref(), *runs_tests, outcome)
+        }
+        Action::Fetch { url, prompt, status } => web_fetch_observation(url.as_deref(), prompt.as_deref(), status),
+        Action::WebSearch { query, allowed_domains, blocked_domains, results } => {
+            web_search_observation(query.as_deref(), allowed_domains, blocked_domains, *results)
+        }
+        Action::Subagent { description, agent, prompt, answer, tool_uses } => {
+            let mut obs = observation(
+                RESEARCH,
+                &description.as_ref().map_or_else(|| "Ran a subagent".to_string(), |d| format!("Subagent: {d}")),
+            );
+            if let Some(agent) = agent {
+                obs.subtitle = clip(&format!("{agent} agent"), FACT_MAX);
+                obs.facts.push(fact("agent", agent));
+            }
+            obs.facts.extend(prompt.as_deref().map(|p| fact("prompt", p)));
+            obs.facts.extend(answer.as_deref().map(|a| fact("result", a)));
+            obs.facts.extend(tool_uses.map(|uses| count(uses, "tool use")));
+            obs
+        }
+        Action::Todos(todos) => todo_list(todos),
+        Action::Mcp { server, tool, input } => {
+            let mut obs = observation(DISCOVERY, &format!("Used {tool} ({server})"));
+            obs.subtitle = clip(&format!("MCP server {server}"), FACT_MAX);
+            obs.facts = input_facts(input);
+            obs
+        }
+        Action::Other { name, input } => {
+            let title = if name.is_empty() { "Used an unnamed tool".to_string() } else { format!("Used {name}") };
+            let mut obs = observation(DISCOVERY, &title);
+            obs.facts = input_facts(input);
+            obs
+        }
+    };
+    obs.files_read = action.files_read();
+    obs.files_modified = action.files_modified();
+    obs
+}
+
+/// A fresh observation with its kind and (clipped) title.
+fn observation(kind: &str, title: &str) -> NewObservation {
+    NewObservation { kind: kind.to_string(), title: clip(title, TITLE_MAX), ..Default::default() }
+}
+
+/// `label: value`, on one line and clipped.
+fn fact(label: &str, value: &str) -> String {
+    clip(&format!("{label}: {value}"), FACT_MAX)
+}
+
+// --- Files -----------------------------------------------------------------------------------------------------
+
+/// `Read`: what file, and how much of it.
+fn read(path: Option<&str>, extent: Option<Extent>) -> NewObservation {
+    let title = path.map_or_else(|| "Read a file".to_string(), |path| format!("Read {}", file_name(path)));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.subtitle = path.map(|path| clip(path, FACT_MAX)).unwrap_or_default();
+    obs.facts.extend(extent.map(extent_fact));
+    obs
+}
+
+/// "read lines 100-149 of 400", "read 8 lines", "file has 8 lines", "requested 1 line from line 10".
+fn extent_fact(extent: Extent) -> String {
+    match extent {
+        Extent::Part { start, end, total } => format!("read lines {start}-{end} of {total}"),
+        Extent::Lines(num) => format!("read {}", count(num, "line")),
+        Extent::Total(total) => format!("file has {}", count(total, "line")),
+        Extent::RequestedFrom { offset, limit: Some(limit) } => {
+            format!("requested {} from line {offset}", count(limit, "line"))
+        }
+        Extent::RequestedFrom { offset, limit: None } => format!("requested lines from {offset}"),
+        Extent::RequestedFirst(limit) => format!("requested the first {}", count(limit, "line")),
+    }
+}
+
+/// A change to one file: `<verb> <name>`, the path as subtitle, what changed as facts.
+fn file_change(path: Option<&str>, change: &Change) -> NewObservation {
+    let verb = match change {
+        Change::Edit(_) | Change::Cell { .. } => "Edited",
+        Change::Write { .. } => "Wrote",
+    };
+    let mut obs = match path {
+        Some(path) => {
+            let mut obs = observation(CHANGE, &format!("{verb} {}", file_name(path)));
+            obs.subtitle = clip(path, FACT_MAX);
+            obs
+        }
+        None => observation(CHANGE, &format!("{verb} a file")),
+    };
+    obs.facts = match change {
+        Change::Edit(edits) => edit_facts(edits),
+        Change::Write { lines, created } => write_facts(*lines, *created),
+        Change::Cell { edit, cell, source_lines } => vec![cell_fact(edit, cell.as_deref(), *source_lines)],
+    };
+    obs
+}
+
+fn edit_facts(edits: &[EditSpan]) -> Vec<String> {
+    if edits.is_empty() {
+        return Vec::new();
+    }
+    let old = edits.iter().map(|e| e.old_lines).sum();
+    let new = edits.iter().map(|e| e.new_lines).sum();
+    let change = line_change(old, new);
+    let mut facts = vec![if edits.len() > 1 { format!("{} edits: {change}", edits.len()) } else { change }];
+    if edits.iter().any(|e| e.replace_all) {
+        facts.push("replace_all: every occurrence replaced".to_string());
+    }
+    facts
+}
+
+/// "replaced 2 lines with 1 line", "inserted 3 lines", "removed 1 line".
+fn line_change(old: u64, new: u64) -> String {
+    match (old, new) {
+        (0, 0) => "empty edit".to_string(),
+        (0, new) => format!("inserted {}", count(new, "line")),
+        (old, 0) => format!("removed {}", count(old, "line")),
+        (old, new) => format!("replaced {} with {}", count(old, "line"), count(new, "line")),
+    }
+}
+
+/// `Write`: how long, created or replaced.
+fn write_facts(lines: Option<u64>, created: Option<bool>) -> Vec<String> {
+    let mut facts: Vec<String> = lines.map(|lines| format!("wrote {}", count(lines, "line"))).into_iter().collect();
+    match created {
+        Some(true) => facts.push("created a new file".to_string()),
+        Some(false) => facts.push("replaced the existing file".to_string()),
+        None => {}
+    }
+    facts
+}
+
+/// `NotebookEdit`: "inserted a code cell (2 lines)", "deleted cell c7", "replaced a cell (3 lines)".
+fn cell_fact(edit: &CellEdit, cell: Option<&str>, source_lines: Option<u64>) -> String {
+    let cell = cell.map_or_else(|| "a cell".to_string(), |id| format!("cell {id}"));
+    let action = match edit {
+        CellEdit::Insert { cell_type } => format!("inserted a {} cell", cell_type.as_deref().unwrap_or("new")),
+        CellEdit::Delete => format!("deleted {cell}"),
+        CellEdit::Replace => format!("replaced {cell}"),
+    };
+    match source_lines {
+        Some(lines) if *edit != CellEdit::Delete => format!("{action} ({})", count(lines, "line")),
+        _ => action,
+    }
+}
+
+// --- Shell -----------------------------------------------------------------------------------------------------
+
+/// `Bash`: the command, whether it ran tests, and how it ended.
+fn bash(command: Option<&str>, description: Option<&str>, runs_tests: bool, outcome: &Outcome) -> NewObservation {
+    let kind = if runs_tests { TEST } else { COMMAND };
+    let mut obs = observation(kind, description.or(command).unwrap_or("Ran a shell command"));
+    obs.facts.extend(command.map(|command| fact("command", command)));
+    let outcome = outcome_facts(outcome);
+    obs.subtitle = outcome.join(", ");
+    obs.facts.extend(outcome);
+    obs
+}
+
+/// A command's outcome as facts: the test result; or the exit code and "interrupted"; or its last output line.
+fn outcome_facts(outcome: &Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Tests(result) => vec![clip(result, FACT_MAX)],
+        Outcome::Ended { exit_code, interrupted } => {
+            let code = exit_code.map(|code| format!("exit code {code}"));
+            code.into_iter().chain(interrupted.then(|| "interrupted".to_string())).collect()
+        }
+        Outcome::Output(Some(line)) => vec![fact("output", line)],
+        Outcome::Output(None) => vec!["no output".to_string()],
+    }
+}
+
+// --- Search ----------------------------------------------------------------------------------------------------
+
+/// `Grep`: the pattern, where, and which files matched.
+fn grep_observation(search: &Search) -> NewObservation {
+    let title = search
+        .pattern
+        .as_deref()
+        .map_or_else(|| "Searched the code".to_string(), |p| format!("Searched for \"{}\"", clip(p, VALUE_MAX)));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(search.pattern.as_deref().map(|p| fact("pattern", p)));
+    obs.facts.extend(scope_fact(search, &mut obs.subtitle));
+    obs.facts.extend(search.glob.as_deref().map(|glob| fact("glob", glob)));
+    obs.facts.extend(search.file_type.as_deref().map(|file_type| fact("type", file_type)));
+    obs.facts.extend(search.files_found.map(|matched| format!("{} matched", count(matched, "file"))));
+    obs.facts.extend(search.match_lines.map(|lines| format!("{} of matches", count(lines, "line"))));
+    obs
+}
+
+/// `Glob`: the pattern and how many files it found.
+fn glob_observation(search: &Search) -> NewObservation {
+    let title =
+        search.pattern.as_deref().map_or_else(|| "Listed files".to_string(), |p| format!("Listed files matching {p}"));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(search.pattern.as_deref().map(|p| fact("pattern", p)));
+    obs.facts.extend(scope_fact(search, &mut obs.subtitle));
+    if let Some(found) = search.files_found {
+        let truncated = if search.truncated { " (truncated)" } else { "" };
+        obs.facts.push(format!("{} found{truncated}", count(found, "file")));
+    }
+    obs
+}
+
+/// The `in: <path>` fact of a search, also written as the subtitle.
+fn scope_fact(search: &Search, subtitle: &mut String) -> Option<String> {
+    let scope = search.scope.as_deref()?;
+    *subtitle = clip(&format!("in {scope}"), FACT_MAX);
+    Some(fact("in", scope))
+}
+
+// --- Web, plans, MCP, anything else ----------------------------------------------------------------------------
+
+/// `WebFetch`: which site, what was asked of the page, the HTTP status.
+fn web_fetch_observation(url: Option<&str>, prompt: Option<&str>, status: &Option<(u64, String)>) -> NewObservation {
+    let title = url.map_or_else(|| "Fetched a web page".to_string(), |u| format!("Fetched {}", url_host(u)));
+    let mut obs = observation(RESEARCH, &title);
+    if let Some(url) = url {
+        obs.subtitle = clip(url, FACT_MAX);
+        obs.facts.push(fact("url", url));
+    }
+    obs.facts.extend(prompt.map(|p| fact("prompt", p)));
+    if let Some((code, text)) = status {
+        obs.facts.push(clip(&format!("HTTP {code} {text}"), FACT_MAX));
+    }
+    obs
+}
+
+/// `WebSearch`: the query, domain limits, how many results.
+fn web_search_observation(
+    query: Option<&str>,
+    allowed_domains: &[String],
+    blocked_domains: &[String],
+    results: Option<u64>,
+) -> NewObservation {
+    let title = query.map_or_else(|| "Searched the web".to_string(), |q| format!("Searched the web for \"{q}\""));
+    let mut obs = observation(RESEARCH, &title);
+    obs.facts.extend(query.map(|q| fact("query", q)));
+    for (label, domains) in [("allowed domains", allowed_domains), ("blocked domains", blocked_domains)] {
+        if !domains.is_empty() {
+            obs.facts.push(fact(label, &domains.join(", ")));
+        }
+    }
+    obs.facts.extend(results.map(|n| count(n, "result")));
+    obs
+}
+
+/// `TodoWrite`: the plan as it stands: how much is done, what is in progress, what is left.
+fn todo_list(todos: &[Todo]) -> NewObservation {
+    let done = todos.iter().filter(|t| t.status == "completed").count();
+    let mut obs = observation(DECISION, &format!("Updated the todo list ({done} of {} done)", todos.len()));
+    if let Some(current) = todos.iter().find(|t| t.status == "in_progress") {
+        obs.subtitle = fact("now", &current.content);
+    }
+    obs.facts = todos.iter().map(|t| fact(&t.status.replace('_', " "), &t.content)).collect();
+    cap_list(&mut obs.facts, INPUT_FACTS_MAX);
+    obs
+}
+
+/// `key: value` for the input's scalar fields (at most a few), or the input's shape.
+fn input_facts(input: &Arguments) -> Vec<String> {
+    match input {
+        Arguments::Fields(fields) => {
+            fields.iter().take(INPUT_FACTS_MAX).map(|(key, value)| fact(key, &clip(value, VALUE_MAX))).collect()
+        }
+        Arguments::Items(n) => vec![format!("input: {}", count(*n, "item"))],
+        Arguments::Value(value) => value.iter().map(|v| fact("input", &clip(v, VALUE_MAX))).collect(),
     }
 }
 
