@@ -1367,6 +1367,7 @@ mod tests {
             prompt_number: 1,
             prompts: vec![PROMPT.to_string()],
             observations,
+            tool_uses: Vec::new(),
         }
     }
 

@@ -228,6 +228,7 @@ impl Consumer {
             prompt_number: message.prompt_number,
             prompts: Vec::new(),
             observations: Vec::new(),
+            tool_uses: Vec::new(),
         };
         let tool_name = match &message.payload {
             Payload::Observation(tool) => {
@@ -237,10 +238,16 @@ impl Consumer {
             }
             Payload::Summarize(_) => {
                 let prompt_number = message.prompt_number;
-                let (prompts, observations) =
-                    self.manager.inner.store.read(move |c| memories::span(c, session_id, prompt_number)).await?;
+                let span = move |c: &Connection| {
+                    Ok((
+                        memories::span(c, session_id, prompt_number)?,
+                        messages::span_tool_uses(c, session_id, prompt_number)?,
+                    ))
+                };
+                let ((prompts, observations), tool_uses) = self.manager.inner.store.read(span).await?;
                 context.prompts = prompts;
                 context.observations = observations;
+                context.tool_uses = tool_uses;
                 String::new()
             }
         };
