@@ -1,8 +1,8 @@
 //! The embedded offline provider: reads a tool use's JSON once into an `Action` (what the tool did, as data)
-//! and writes that down as exactly one observation; tells a session span from its observations and the
-//! agent's last message. There is one reading rule per tool family (files, shell, search, web, subagents,
-//! todos, MCP) and a fallback for any other tool. It uses no network and no model, and the same input always
-//! gives the same memory.
+//! and writes that down as exactly one observation; tells a session span from the same actions, read from the
+//! span's tool uses, and the agent's last message (never from the observations' wording). There is one
+//! reading rule per tool family (files, shell, search, web, subagents, todos, MCP) and a fallback for any other
+//! tool. It uses no network and no model, and the same input always gives the same memory.
 
 use serde_json::Value;
 
@@ -898,16 +898,28 @@ fn input_facts(input: &Arguments) -> Vec<String> {
 // Summaries
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The summary of the span in `ctx`.
+/// The summary of the span in `ctx`: told from its tool uses; from its observations' titles and file lists only
+/// when the store holds none of its tool uses any more (retention pruned their messages).
 fn summarize_span(ctx: &SessionContext, request: &SummaryRequest) -> NewSummary {
-    let observations = &ctx.observations;
+    let span = if ctx.tool_uses.is_empty() {
+        SpanDigest::of_observations(&ctx.observations)
+    } else {
+        SpanDigest::of_actions(ctx.tool_uses.iter().map(Action::read))
+    };
+    let completed = if span.completed.is_empty() {
+        first_sentence(&request.last_assistant_message)
+            .map(|s| clip(&s, TEXT_MAX))
+            .unwrap_or_else(|| "Nothing was changed.".to_string())
+    } else {
+        span.completed.render()
+    };
     NewSummary {
         request: request_text(&ctx.prompts, &request.last_user_message),
-        investigated: investigated(observations),
-        completed: completed(observations, &request.last_assistant_message),
+        investigated: span.investigated.render(),
+        completed,
         next_steps: next_steps(&request.last_assistant_message),
-        files_read: distinct(observations.iter().flat_map(|o| o.files_read.iter().cloned())),
-        files_edited: distinct(observations.iter().flat_map(|o| o.files_modified.iter().cloned())),
+        files_read: span.files_read,
+        files_edited: span.files_edited,
     }
 }
 
@@ -926,63 +938,130 @@ fn request_text(prompts: &[String], last_user_message: &str) -> String {
     format!("{}{suffix}", clip(first, TEXT_MAX - suffix.chars().count()))
 }
 
-fn is_investigation(obs: &NewObservation) -> bool {
-    matches!(obs.kind.as_str(), DISCOVERY | RESEARCH)
+/// A span gathered for its summary: what was looked at, what was done, and the files on either side.
+#[derive(Default)]
+struct SpanDigest {
+    /// Files read, searches with their match counts, pages fetched, tools asked.
+    investigated: Digest,
+    /// Files changed, commands run with their latest outcome.
+    completed: Digest,
+    files_read: Vec<String>,
+    files_edited: Vec<String>,
 }
 
-fn is_work(obs: &NewObservation) -> bool {
-    matches!(obs.kind.as_str(), CHANGE | COMMAND | TEST | "bugfix" | "feature" | "refactor")
-}
-
-/// What was looked at: searches with their match counts, files read, pages fetched.
-fn investigated(observations: &[NewObservation]) -> String {
-    let mut digest = Digest::default();
-    for obs in observations.iter().filter(|o| is_investigation(o)) {
-        if obs.title.starts_with("Read ") && !obs.files_read.is_empty() {
-            digest.add_files("read", &obs.files_read);
-        } else if !obs.title.is_empty() {
-            let detail = matched_count(obs).map(|n| format!(" ({n})")).unwrap_or_default();
-            digest.add_text(format!("{}{detail}", decapitalize(&obs.title)));
+impl SpanDigest {
+    /// The span told from what its tools did.
+    fn of_actions(actions: impl IntoIterator<Item = Action>) -> SpanDigest {
+        let mut span = SpanDigest::default();
+        for action in actions {
+            note_looked_at(&mut span.investigated, &action);
+            note_done(&mut span.completed, &action);
+            span.files_read.extend(action.files_read());
+            span.files_edited.extend(action.files_modified());
         }
+        span.files_read = distinct(span.files_read);
+        span.files_edited = distinct(span.files_edited);
+        span
     }
-    digest.render()
+
+    /// The span told from observations whose tool uses are gone: each title as it stands, under what was
+    /// looked at or what was done by the observation's kind, and the observations' file lists.
+    fn of_observations(observations: &[NewObservation]) -> SpanDigest {
+        let mut span = SpanDigest::default();
+        for obs in observations {
+            let digest = match obs.kind.as_str() {
+                DISCOVERY | RESEARCH => Some(&mut span.investigated),
+                CHANGE | COMMAND | TEST | "bugfix" | "feature" | "refactor" => Some(&mut span.completed),
+                _ => None,
+            };
+            if let Some(digest) = digest.filter(|_| !obs.title.trim().is_empty()) {
+                digest.add_text(clip(&obs.title, TITLE_MAX));
+            }
+            span.files_read.extend(obs.files_read.iter().cloned());
+            span.files_edited.extend(obs.files_modified.iter().cloned());
+        }
+        span.files_read = distinct(span.files_read);
+        span.files_edited = distinct(span.files_edited);
+        span
+    }
 }
 
-/// "2 files" from a search's "2 files matched" / "2 files found" fact.
-fn matched_count(obs: &NewObservation) -> Option<&str> {
-    obs.facts
-        .iter()
-        .filter_map(|f| f.strip_suffix(" matched").or_else(|| f.strip_suffix(" found")))
-        .find(|f| f.starts_with(|c: char| c.is_ascii_digit()))
+/// What was looked at: a file read, a search and how many files it found, a page, a question, a tool asked.
+/// Changes, commands and the todo list are not.
+fn note_looked_at(digest: &mut Digest, action: &Action) {
+    let text = match action {
+        Action::Read { path: Some(path), .. } => return digest.add_files("read", std::slice::from_ref(path)),
+        Action::Read { path: None, .. } => "read a file".to_string(),
+        Action::Search(search) => return digest.add_text(search_text(search)),
+        Action::Fetch { url: Some(url), .. } => format!("fetched {}", url_host(url)),
+        Action::Fetch { url: None, .. } => "fetched a web page".to_string(),
+        Action::WebSearch { query: Some(query), .. } => format!("searched the web for \"{query}\""),
+        Action::WebSearch { query: None, .. } => "searched the web".to_string(),
+        Action::Subagent { description: Some(description), .. } => format!("subagent: {description}"),
+        Action::Subagent { description: None, .. } => "ran a subagent".to_string(),
+        Action::Mcp { server, tool, .. } => format!("used {tool} ({server})"),
+        Action::Other { name, .. } if name.is_empty() => "used an unnamed tool".to_string(),
+        Action::Other { name, .. } => format!("used {name}"),
+        Action::Change { .. } | Action::Command { .. } | Action::Todos(_) => return,
+    };
+    digest.add_text(clip(&text, TITLE_MAX));
 }
 
-/// What was done: files changed and commands run with their latest outcome; else what the agent said it did.
-fn completed(observations: &[NewObservation], last_assistant_message: &str) -> String {
-    let mut digest = Digest::default();
-    for obs in observations.iter().filter(|o| is_work(o)) {
-        note_work(&mut digest, obs);
+/// What was done: a file changed (under its verb), a command run (a command run again keeps only its latest
+/// outcome).
+fn note_done(digest: &mut Digest, action: &Action) {
+    match action {
+        Action::Change { path: Some(path), change } => {
+            digest.add_files(change_verb(change), std::slice::from_ref(path))
+        }
+        Action::Change { path: None, change } => digest.add_text(format!("{} a file", change_verb(change))),
+        Action::Command { command: Some(command), outcome, .. } => {
+            let command = clip(command, TITLE_MAX);
+            let text = format!("ran {command}: {}", outcome_text(outcome));
+            digest.replace(command, text);
+        }
+        Action::Command { command: None, description: Some(description), .. } => {
+            digest.add_text(decapitalize(&clip(description, TITLE_MAX)))
+        }
+        Action::Command { command: None, description: None, .. } => digest.add_text("ran a shell command".to_string()),
+        _ => {}
     }
-    if !digest.is_empty() {
-        return digest.render();
-    }
-    first_sentence(last_assistant_message)
-        .map(|s| clip(&s, TEXT_MAX))
-        .unwrap_or_else(|| "Nothing was changed.".to_string())
 }
 
-fn note_work(digest: &mut Digest, obs: &NewObservation) {
-    let command = obs.facts.iter().enumerate().find_map(|(i, f)| Some((i, f.strip_prefix("command: ")?)));
-    if let Some((position, command)) = command {
-        let command = clip(command, TITLE_MAX);
-        let outcome = obs.facts[position + 1..].join(", ");
-        let text = if outcome.is_empty() { format!("ran {command}") } else { format!("ran {command}: {outcome}") };
-        digest.replace(command, text);
-    } else if !obs.files_modified.is_empty() {
-        let verb = obs.title.split_whitespace().next().map_or_else(|| "changed".to_string(), str::to_lowercase);
-        digest.add_files(&verb, &obs.files_modified);
-    } else if !obs.title.is_empty() {
-        digest.add_text(decapitalize(&obs.title));
+/// How the summary says a file was changed.
+fn change_verb(change: &Change) -> &'static str {
+    match change {
+        Change::Edit(_) | Change::Cell { .. } => "edited",
+        Change::Write { created: Some(true), .. } => "created",
+        Change::Write { .. } => "wrote",
     }
+}
+
+/// How the summary says a command ended.
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Tests(result) => clip(result, FACT_MAX),
+        Outcome::Ended { exit_code, interrupted } => {
+            let code = exit_code.map(|code| format!("exit code {code}"));
+            code.into_iter().chain(interrupted.then(|| "interrupted".to_string())).collect::<Vec<_>>().join(", ")
+        }
+        Outcome::Output(Some(line)) => clip(&format!("output: {line}"), FACT_MAX),
+        Outcome::Output(None) => "no output".to_string(),
+    }
+}
+
+/// `searched for "refund" (2 files)`, `listed files matching *.rs (3 files)`; no count when the listing was cut
+/// short, since the count is then only a lower bound.
+fn search_text(search: &Search) -> String {
+    let text = match (search.target, search.pattern.as_deref()) {
+        (SearchTarget::Contents, Some(pattern)) => format!("searched for \"{}\"", clip(pattern, VALUE_MAX)),
+        (SearchTarget::Contents, None) => "searched the code".to_string(),
+        (SearchTarget::Names, Some(pattern)) => format!("listed files matching {pattern}"),
+        (SearchTarget::Names, None) => "listed files".to_string(),
+    };
+    let found = search.files_found.filter(|_| !search.truncated);
+    let detail = found.map(|n| format!(" ({})", count(n, "file"))).unwrap_or_default();
+    format!("{}{detail}", clip(&text, TITLE_MAX))
 }
 
 /// A sentence of distinct items joined by "; ", where files under the same verb share one item.
@@ -1351,23 +1430,28 @@ mod tests {
         )
     }
 
+    fn sample_tools() -> Vec<ToolUse> {
+        vec![sample_grep(), sample_read(), sample_edit(), sample_bash()]
+    }
+
     async fn sample_observations() -> Vec<NewObservation> {
         let mut out = Vec::new();
-        for t in [sample_grep(), sample_read(), sample_edit(), sample_bash()] {
+        for t in sample_tools() {
             out.push(observe(&t).await);
         }
         out
     }
 
-    fn sample_context(observations: Vec<NewObservation>) -> SessionContext {
+    /// A summary's context for a span of these tool uses, with the observations made of them.
+    fn sample_context(tool_uses: Vec<ToolUse>) -> SessionContext {
         SessionContext {
             session_id: 1,
             agent_session_id: "5b1f0c9e-2d47-4a8e-9c3b-7f61a2d4e810".to_string(),
             project: "ledger".to_string(),
             prompt_number: 1,
             prompts: vec![PROMPT.to_string()],
-            observations,
-            tool_uses: Vec::new(),
+            observations: tool_uses.iter().map(observe_tool).collect(),
+            tool_uses,
         }
     }
 
@@ -1826,7 +1910,7 @@ mod tests {
         let first = sample_observations().await;
         let second = sample_observations().await;
         assert_eq!(first, second);
-        let ctx = sample_context(first);
+        let ctx = sample_context(sample_tools());
         assert_eq!(summarize(&ctx, FINAL_MESSAGE).await, summarize(&ctx, FINAL_MESSAGE).await);
     }
 
@@ -1834,7 +1918,7 @@ mod tests {
 
     #[tokio::test]
     async fn sample_session_summarized_end_to_end() {
-        let ctx = sample_context(sample_observations().await);
+        let ctx = sample_context(sample_tools());
         let summary = summarize(&ctx, FINAL_MESSAGE).await;
         assert_eq!(summary.request, PROMPT);
         assert_eq!(summary.investigated, "Searched for \"refund\" (2 files); read src/report.rs");
@@ -1881,7 +1965,7 @@ mod tests {
 
     #[tokio::test]
     async fn completed_falls_back_to_the_message_then_nothing() {
-        let grep_only = sample_context(vec![observe(&sample_grep()).await]);
+        let grep_only = sample_context(vec![sample_grep()]);
         let summary = summarize(&grep_only, FINAL_MESSAGE).await;
         assert_eq!(summary.completed, "Fixed: `balance` in src/report.rs added refund amounts twice.");
         assert_eq!(summary.files_edited, Vec::<String>::new());
@@ -1897,23 +1981,106 @@ mod tests {
 
     #[tokio::test]
     async fn summary_lists_are_capped_and_commands_keep_their_last_outcome() {
-        let mut observations = Vec::new();
+        let mut tools = Vec::new();
         for i in 0..9 {
-            observations
-                .push(observe(&tool("Read", json!({"file_path": format!("{CWD}/src/f{i}.rs")}), json!({}))).await);
+            tools.push(tool("Read", json!({"file_path": format!("{CWD}/src/f{i}.rs")}), json!({})));
         }
         let failing = json!({"stdout": "test result: FAILED. 13 passed; 1 failed; 0 ignored"});
-        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), failing)).await);
-        observations.push(observe(&sample_edit()).await);
+        tools.push(tool("Bash", json!({"command": "cargo test"}), failing));
+        tools.push(sample_edit());
         let passing = json!({"stdout": "test result: ok. 14 passed; 0 failed; 0 ignored"});
-        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), passing)).await);
-        let summary = summarize(&sample_context(observations), "").await;
+        tools.push(tool("Bash", json!({"command": "cargo test"}), passing));
+        let summary = summarize(&sample_context(tools), "").await;
         assert_eq!(
             summary.investigated,
             "Read src/f0.rs, src/f1.rs, src/f2.rs, src/f3.rs, src/f4.rs, src/f5.rs, +3 more"
         );
         assert_eq!(summary.completed, "Edited src/report.rs; ran cargo test: test result: ok. 14 passed; 0 failed");
         assert_eq!(summary.files_read.len(), 9);
+    }
+
+    /// The observation rendered with other words: every title, subtitle and fact changed.
+    fn reworded(obs: &NewObservation) -> NewObservation {
+        NewObservation {
+            title: format!("Tool said: {}", obs.title.to_uppercase()),
+            subtitle: String::new(),
+            facts: obs.facts.iter().map(|f| format!("- {} (2 files found)", f.replace(": ", " = "))).collect(),
+            ..obs.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn rewording_observations_does_not_change_a_summary() {
+        let ctx = sample_context(sample_tools());
+        let before = summarize(&ctx, FINAL_MESSAGE).await;
+
+        let mut reworded_ctx = ctx.clone();
+        reworded_ctx.observations = ctx.observations.iter().map(reworded).collect();
+        assert_ne!(reworded_ctx.observations, ctx.observations);
+        assert_eq!(summarize(&reworded_ctx, FINAL_MESSAGE).await, before);
+        assert_eq!(before.investigated, "Searched for \"refund\" (2 files); read src/report.rs");
+        assert_eq!(before.completed, "Edited src/report.rs; ran cargo test -q: test result: ok. 14 passed; 0 failed");
+
+        // The summary is told from the tool uses alone: without the observations it is the same.
+        reworded_ctx.observations.clear();
+        assert_eq!(summarize(&reworded_ctx, FINAL_MESSAGE).await, before);
+    }
+
+    #[tokio::test]
+    async fn a_summary_takes_counts_and_verbs_from_the_tool_uses_not_from_facts() {
+        let tools = vec![
+            // Its input becomes the fact "3: items found", which the summary once took for a match count.
+            tool("mcp__tracker__list", json!({"3": "items found"}), json!({})),
+            tool(
+                "Glob",
+                json!({"pattern": "**/*.rs"}),
+                json!({"filenames": ["a.rs", "b.rs"], "numFiles": 100, "truncated": true}),
+            ),
+            tool(
+                "Write",
+                json!({"file_path": format!("{CWD}/src/refund.rs"), "content": "x\n"}),
+                json!({"type": "create"}),
+            ),
+            tool(
+                "Write",
+                json!({"file_path": format!("{CWD}/README.md"), "content": "x\n"}),
+                json!({"type": "update"}),
+            ),
+            tool("Bash", json!({"command": "git push"}), json!({"stderr": "rejected", "exit_code": 1})),
+        ];
+        let ctx = sample_context(tools);
+        assert!(ctx.observations[0].facts.contains(&"3: items found".to_string()));
+        let summary = summarize(&ctx, "").await;
+        assert_eq!(summary.investigated, "Used list (tracker); listed files matching **/*.rs");
+        assert_eq!(summary.completed, "Created src/refund.rs; wrote README.md; ran git push: exit code 1");
+        assert_eq!(summary.files_edited, strings(&["src/refund.rs", "README.md"]));
+    }
+
+    #[tokio::test]
+    async fn pruned_tool_uses_fall_back_to_observation_titles_and_files() {
+        let mut tools = sample_tools();
+        tools.push(tool("TodoWrite", json!({"todos": [{"content": "Fix it", "status": "completed"}]}), json!({})));
+        let mut ctx = sample_context(tools);
+        ctx.tool_uses.clear();
+        let summary = summarize(&ctx, FINAL_MESSAGE).await;
+        assert_eq!(summary.request, PROMPT);
+        assert_eq!(summary.investigated, "Searched for \"refund\"; Read report.rs");
+        assert_eq!(summary.completed, "Edited report.rs; Run the test suite");
+        assert_eq!(summary.files_read, strings(&["src/report.rs", "src/txn.rs"]));
+        assert_eq!(summary.files_edited, strings(&["src/report.rs"]));
+
+        // Only titles and file lists are read: other facts and subtitles change nothing.
+        for obs in &mut ctx.observations {
+            obs.subtitle = "reworded".into();
+            obs.facts = vec!["command: rm -rf /".into(), "9 files matched".into()];
+        }
+        assert_eq!(summarize(&ctx, FINAL_MESSAGE).await, summary);
+
+        // Neither tool uses nor observations: the summary rests on the messages.
+        ctx.observations.clear();
+        let summary = summarize(&ctx, FINAL_MESSAGE).await;
+        assert_eq!(summary.completed, "Fixed: `balance` in src/report.rs added refund amounts twice.");
+        assert_eq!(summary.investigated, "");
     }
 
     #[tokio::test]
@@ -1923,17 +2090,14 @@ mod tests {
         assert_eq!(clipped.chars().count(), 10);
         assert!(clipped.ends_with('…'));
 
-        let obs = observe(&tool(
-            "Bash",
-            json!({"command": long, "description": "ünïcödé ".repeat(30)}),
-            json!({"stdout": long}),
-        ))
-        .await;
+        let bash =
+            tool("Bash", json!({"command": long, "description": "ünïcödé ".repeat(30)}), json!({"stdout": long}));
+        let obs = observe(&bash).await;
         assert_eq!(obs.title.chars().count(), TITLE_MAX);
         assert!(obs.title.starts_with("ünïcödé"));
         assert!(obs.facts.iter().all(|f| f.chars().count() <= FACT_MAX));
 
-        let mut ctx = sample_context(vec![obs]);
+        let mut ctx = sample_context(vec![bash]);
         ctx.prompts = vec![long.clone(), long.clone()];
         let summary = summarize(&ctx, &format!("{long} Next steps: {long}")).await;
         assert_eq!(summary.request.chars().count(), TEXT_MAX);
