@@ -11,7 +11,7 @@ use memtray::memory::{NewObservation, NewSummary};
 use memtray::provider::{Provider, ProviderError, SessionContext};
 use memtray::queue::{SummaryRequest, ToolUse};
 use memtray::session::{Queued, SessionManager, Settings};
-use memtray::store::Store;
+use memtray::store::{Store, messages};
 use tokio::sync::Semaphore;
 
 /// A provider whose behaviour each test scripts.
@@ -23,6 +23,9 @@ struct Scripted {
     in_flight: Mutex<(HashMap<String, usize>, usize)>,
     /// Tools whose observations always fail.
     poison: Mutex<Vec<String>>,
+    /// Every summarize call, in call order: the tool_use_ids of its span's tool uses, and how many observations
+    /// it was given.
+    summaries: Mutex<Vec<(Vec<String>, usize)>>,
     /// When set, every call waits for a permit (a blocked provider).
     gate: Option<Semaphore>,
     delay: Duration,
@@ -55,6 +58,8 @@ impl Provider for Scripted {
     }
 
     async fn summarize(&self, ctx: &SessionContext, _: &SummaryRequest) -> Result<NewSummary, ProviderError> {
+        let tool_uses = ctx.tool_uses.iter().map(|t| t.tool_use_id.clone().unwrap_or_default()).collect();
+        self.summaries.lock().unwrap().push((tool_uses, ctx.observations.len()));
         Ok(NewSummary { request: ctx.prompts.join(" / "), ..Default::default() })
     }
 }
@@ -195,6 +200,32 @@ async fn a_summarize_ends_the_batch() {
     .await;
     assert_eq!(count(&h, "SELECT count(*) FROM summaries WHERE request = 'fix the report'"), 1);
     assert_eq!(count(&h, "SELECT count(*) FROM messages WHERE status = 'processed'"), 2);
+}
+
+#[tokio::test]
+async fn a_summary_is_given_the_tool_uses_of_its_span_while_the_store_keeps_them() {
+    let h = start(Scripted::default(), |_| {}).await;
+    let summarize = async |n: i64| {
+        let request = SummaryRequest { last_user_message: String::new(), last_assistant_message: "done".into() };
+        h.manager.queue_summarize("a", "proj", request, None).await.unwrap();
+        eventually(Duration::from_secs(5), "the summary", async || count(&h, "SELECT count(*) FROM summaries") == n)
+            .await;
+    };
+    h.manager.init_session("a", "proj", Some("first"), None).await.unwrap();
+    queue(&h.manager, "a", "a1", "Read").await;
+    queue(&h.manager, "a", "a2", "Bash").await;
+    summarize(1).await;
+    h.manager.init_session("a", "proj", Some("second"), None).await.unwrap();
+    queue(&h.manager, "a", "a3", "Grep").await;
+    summarize(2).await;
+    // Retention prunes the processed messages, tool uses and all; the observations stay.
+    let pruned = h.manager.store().write(|c| messages::prune(c, i64::MAX)).await.unwrap();
+    assert_eq!(pruned, 5);
+    summarize(3).await;
+
+    let summaries = h.provider.summaries.lock().unwrap().clone();
+    let span = |ids: &[&str], observations| (ids.iter().map(|id| id.to_string()).collect::<Vec<_>>(), observations);
+    assert_eq!(summaries, [span(&["a1", "a2"], 2), span(&["a3"], 1), span(&[], 1)]);
 }
 
 #[tokio::test]
