@@ -320,7 +320,7 @@ mod tests {
         }
     }
 
-    /// Queues a message under the session's current prompt and, unless `pending`, processes it (an observation
+    /// Queues a message under the session's current prompt and, when `processed`, processes it (an observation
     /// gets its observation, a summarize its summary).
     fn message(conn: &Connection, session_id: i64, payload: Payload, processed: bool) -> i64 {
         let prompt: i64 =
