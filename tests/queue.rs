@@ -32,6 +32,9 @@ struct Scripted {
     in_flight: Mutex<(HashMap<String, usize>, usize)>,
     /// Tools whose observations always fail.
     poison: Mutex<Vec<String>>,
+    /// Every summarize call, in call order: the tool_use_ids of its span's tool uses, and how many observations
+    /// it was given.
+    summaries: Mutex<Vec<(Vec<String>, usize)>>,
     /// When set, every call waits for a permit (a blocked provider).
     gate: Option<Semaphore>,
     delay: Duration,
@@ -65,6 +68,8 @@ impl Provider for Scripted {
     }
 
     async fn summarize(&self, ctx: &SessionContext, _: &SummaryRequest) -> Result<NewSummary, ProviderError> {
+        let tool_uses = ctx.tool_uses.iter().map(|t| t.tool_use_id.clone().unwrap_or_default()).collect();
+        self.summaries.lock().unwrap().push((tool_uses, ctx.observations.len()));
         Ok(NewSummary { request: ctx.prompts.join(" / "), ..Default::default() })
     }
 }
@@ -212,6 +217,33 @@ async fn a_summarize_ends_the_batch() {
     .await;
     assert_eq!(count(&h, "SELECT count(*) FROM summaries WHERE request = 'fix the report'"), 1);
     assert_eq!(count(&h, "SELECT count(*) FROM messages WHERE status = 'processed'"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_summary_is_given_the_tool_uses_of_its_span_and_then_they_are_dropped() {
+    let h = start(Scripted::default(), |_| {}).await;
+    let summarize = async |n: i64| {
+        let request = SummaryRequest { last_user_message: String::new(), last_assistant_message: "done".into() };
+        h.core.intake().queue_summarize("a", "proj", request, None).await.unwrap();
+        eventually(Duration::from_secs(5), "the summary", async || count(&h, "SELECT count(*) FROM summaries") == n)
+            .await;
+    };
+    let kept = "SELECT count(*) FROM messages WHERE kind = 'observation' AND payload IS NOT NULL";
+    h.core.intake().init_session("a", "proj", Some("first"), None).await.unwrap();
+    queue(&h.core, "a", "a1", "Read").await;
+    queue(&h.core, "a", "a2", "Bash").await;
+    drained(&h).await;
+    assert_eq!(count(&h, kept), 2, "processed tool uses wait for their summary");
+    summarize(1).await;
+    assert_eq!(count(&h, kept), 0, "a committed summary drops its span's tool uses");
+    h.core.intake().init_session("a", "proj", Some("second"), None).await.unwrap();
+    queue(&h.core, "a", "a3", "Grep").await;
+    summarize(2).await;
+    // A second summary of the same span finds the tool uses gone and works from the observations.
+    summarize(3).await;
+    let summaries = h.provider.summaries.lock().unwrap().clone();
+    let span = |ids: &[&str], observations| (ids.iter().map(|id| id.to_string()).collect::<Vec<_>>(), observations);
+    assert_eq!(summaries, [span(&["a1", "a2"], 2), span(&["a3"], 1), span(&[], 1)]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,8 @@
-//! The embedded offline provider: reads a tool use's JSON and writes down what it shows, as exactly one
-//! observation, and tells a session span from its observations and the agent's last message.
-//! There is one rule per tool family (files, shell, search, web, subagents, todos, MCP) and a fallback
-//! for any other tool. It uses no network and no model, and the same input always gives the same memory.
+//! The embedded offline provider: reads a tool use's JSON once into an `Action` (what the tool did, as data)
+//! and writes that down as exactly one observation; tells a session span from the same actions, read from the
+//! span's tool uses, and the agent's last message (never from the observations' wording). There is one
+//! reading rule per tool family (files, shell, search, web, subagents, todos, MCP) and a fallback for any other
+//! tool. It uses no network and no model, and the same input always gives the same memory.
 
 use serde_json::Value;
 
@@ -51,8 +52,181 @@ impl Provider for LocalProvider {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Observations
+// Actions: one reading of a tool use
 // ---------------------------------------------------------------------------------------------------------------
+
+/// What one tool use did, read once from its JSON. The observation and the summary are two renderings of it;
+/// neither reads the other's wording.
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    /// `Read`: a file, and how much of it.
+    Read { path: Option<String>, extent: Option<Extent> },
+    /// `Edit`, `MultiEdit`, `Write`, `NotebookEdit`: one file changed.
+    Change { path: Option<String>, change: Change },
+    /// `Grep` or `Glob`.
+    Search(Search),
+    /// `Bash`: a command, whether it ran tests, and how it ended.
+    Command { command: Option<String>, description: Option<String>, runs_tests: bool, outcome: Outcome },
+    /// `WebFetch`: a page, what was asked of it, the HTTP status and its text.
+    Fetch { url: Option<String>, prompt: Option<String>, status: Option<(u64, String)> },
+    /// `WebSearch`: the query, its domain limits, how many results.
+    WebSearch {
+        query: Option<String>,
+        allowed_domains: Vec<String>,
+        blocked_domains: Vec<String>,
+        results: Option<u64>,
+    },
+    /// `Task` / `Agent`: what the subagent was asked and the first sentence it answered.
+    Subagent {
+        description: Option<String>,
+        agent: Option<String>,
+        prompt: Option<String>,
+        answer: Option<String>,
+        tool_uses: Option<u64>,
+    },
+    /// `TodoWrite`: the plan as it stands.
+    Todos(Vec<Todo>),
+    /// `mcp__server__tool`.
+    Mcp { server: String, tool: String, input: Arguments },
+    /// Any other tool (`name` may be empty).
+    Other { name: String, input: Arguments },
+}
+
+/// How much of a file a `Read` covered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Extent {
+    /// Lines `start..=end` of a file of `total` lines.
+    Part { start: u64, end: u64, total: u64 },
+    /// This many lines, the whole file as far as the response says.
+    Lines(u64),
+    /// Only the file's length is known.
+    Total(u64),
+    /// No response said; the input asked for lines from `offset` (`limit` of them, when it said).
+    RequestedFrom { offset: u64, limit: Option<u64> },
+    /// No response said; the input asked for the first `limit` lines.
+    RequestedFirst(u64),
+}
+
+/// What a change did to its file.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// `Edit` / `MultiEdit`: its replacements.
+    Edit(Vec<EditSpan>),
+    /// `Write`: how many lines, and whether the file was new (`None`: the response does not say).
+    Write { lines: Option<u64>, created: Option<bool> },
+    /// `NotebookEdit`: what happened to which cell.
+    Cell { edit: CellEdit, cell: Option<String>, source_lines: Option<u64> },
+}
+
+/// What a `NotebookEdit` did to its cell.
+#[derive(Debug, Clone, PartialEq)]
+enum CellEdit {
+    Insert { cell_type: Option<String> },
+    Delete,
+    Replace,
+}
+
+/// A search: in file contents (`Grep`) or file names (`Glob`).
+#[derive(Debug, Clone, PartialEq)]
+struct Search {
+    target: SearchTarget,
+    pattern: Option<String>,
+    /// The folder searched, relative to `cwd` when under it.
+    scope: Option<String>,
+    /// `Grep` only: the file filters.
+    glob: Option<String>,
+    file_type: Option<String>,
+    /// How many files matched (or were found).
+    files_found: Option<u64>,
+    /// `Grep` only: lines of matches, when more than none.
+    match_lines: Option<u64>,
+    /// `Glob` only: the response was cut short, so `files_found` is a lower bound.
+    truncated: bool,
+    /// `Grep` only: the matched files as listed, relative to `cwd` (not yet capped or deduplicated).
+    files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SearchTarget {
+    Contents,
+    Names,
+}
+
+/// How a shell command ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Its output ends with a test summary (cargo's added up, pytest's, jest's, go's counted).
+    Tests(String),
+    /// The response says how it ended: an exit code, an interruption, or both.
+    Ended { exit_code: Option<i64>, interrupted: bool },
+    /// Neither: the output line that best says how it went, if there was output.
+    Output(Option<String>),
+}
+
+/// One item of a todo list.
+#[derive(Debug, Clone, PartialEq)]
+struct Todo {
+    content: String,
+    /// `pending`, `in_progress`, `completed` (as the agent wrote it).
+    status: String,
+}
+
+/// A tool's input, as far as it can be shown: its scalar fields, or its shape.
+#[derive(Debug, Clone, PartialEq)]
+enum Arguments {
+    /// An object's top-level scalar fields, in order.
+    Fields(Vec<(String, String)>),
+    /// A list of this many items.
+    Items(u64),
+    /// A bare scalar, or nothing to show.
+    Value(Option<String>),
+}
+
+impl Action {
+    /// Reads a tool use: one rule per tool family, a fallback for any other tool. Never fails.
+    fn read(tool: &ToolUse) -> Action {
+        let call = Call { input: &tool.tool_input, response: &tool.tool_response, cwd: &tool.cwd };
+        let name = tool.tool_name.trim();
+        match name {
+            "Read" => Action::Read { path: call.file_path(), extent: extent(&call) },
+            "Edit" | "MultiEdit" => {
+                Action::Change { path: call.file_path(), change: Change::Edit(edit_spans(call.input)) }
+            }
+            "Write" => Action::Change { path: call.file_path(), change: written(&call) },
+            "NotebookEdit" => Action::Change { path: call.file_path(), change: cell_edit(&call) },
+            "Bash" => command(&call),
+            "Grep" => Action::Search(grep(&call)),
+            "Glob" => Action::Search(glob(&call)),
+            "WebFetch" => web_fetch(&call),
+            "WebSearch" => web_search(&call),
+            "Task" | "Agent" => subagent(&call),
+            "TodoWrite" => Action::Todos(todos(call.input)),
+            _ => match mcp_name(name) {
+                Some((server, tool)) => {
+                    Action::Mcp { server: server.to_string(), tool: tool.to_string(), input: arguments(call.input) }
+                }
+                None => Action::Other { name: name.to_string(), input: arguments(call.input) },
+            },
+        }
+    }
+
+    /// The files the tool read, as memory lists them: distinct, a search's matches capped.
+    fn files_read(&self) -> Vec<String> {
+        match self {
+            Action::Read { path, .. } => distinct(path.iter().cloned()),
+            Action::Search(search) => distinct(search.files.iter().take(FILES_MAX).cloned()),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The files the tool changed.
+    fn files_modified(&self) -> Vec<String> {
+        match self {
+            Action::Change { path, .. } => distinct(path.iter().cloned()),
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// One tool use as the rules read it.
 struct Call<'a> {
@@ -65,6 +239,11 @@ impl<'a> Call<'a> {
     /// A non-blank string field of the input.
     fn input_text(&self, key: &str) -> Option<&'a str> {
         text_at(self.input, key)
+    }
+
+    /// A non-blank string field of the input, owned.
+    fn input_string(&self, key: &str) -> Option<String> {
+        self.input_text(key).map(str::to_string)
     }
 
     /// `path`, relative to the session's working directory when under it.
@@ -92,94 +271,28 @@ impl<'a> Call<'a> {
     }
 }
 
-/// The one observation a tool use gives.
-fn observe_tool(tool: &ToolUse) -> NewObservation {
-    let call = Call { input: &tool.tool_input, response: &tool.tool_response, cwd: &tool.cwd };
-    let name = tool.tool_name.trim();
-    let mut obs = match name {
-        "Read" => read(&call),
-        "Edit" | "MultiEdit" => edit(&call),
-        "Write" => write(&call),
-        "NotebookEdit" => notebook_edit(&call),
-        "Bash" => bash(&call),
-        "Grep" => grep(&call),
-        "Glob" => glob(&call),
-        "WebFetch" => web_fetch(&call),
-        "WebSearch" => web_search(&call),
-        "Task" | "Agent" => subagent(&call),
-        "TodoWrite" => todo_write(&call),
-        _ => match mcp_name(name) {
-            Some((server, tool)) => mcp(&call, server, tool),
-            None => other_tool(&call, name),
-        },
-    };
-    obs.files_read = distinct(obs.files_read);
-    obs.files_modified = distinct(obs.files_modified);
-    obs
-}
-
-/// A fresh observation with its kind and (clipped) title.
-fn observation(kind: &str, title: &str) -> NewObservation {
-    NewObservation { kind: kind.to_string(), title: clip(title, TITLE_MAX), ..Default::default() }
-}
-
-/// `label: value`, on one line and clipped.
-fn fact(label: &str, value: &str) -> String {
-    clip(&format!("{label}: {value}"), FACT_MAX)
-}
-
 // --- Files -----------------------------------------------------------------------------------------------------
 
-/// `Read`: what file, and how much of it.
-fn read(call: &Call) -> NewObservation {
-    let Some(path) = call.file_path() else {
-        let mut obs = observation(DISCOVERY, "Read a file");
-        obs.facts.extend(lines_read(call));
-        return obs;
-    };
-    let mut obs = observation(DISCOVERY, &format!("Read {}", file_name(&path)));
-    obs.subtitle = clip(&path, FACT_MAX);
-    obs.facts.extend(lines_read(call));
-    obs.files_read.push(path);
-    obs
-}
-
 /// The lines a `Read` returned, from the response when it says, else the range the input asked for.
-fn lines_read(call: &Call) -> Option<String> {
+fn extent(call: &Call) -> Option<Extent> {
     let file = call.response.get("file").unwrap_or(&Value::Null);
     let start = uint_at(file, "startLine").unwrap_or(1).max(1);
     match (uint_at(file, "numLines"), uint_at(file, "totalLines")) {
         (Some(num), Some(total)) if num > 0 && num < total => {
-            Some(format!("read lines {start}-{} of {total}", start + num - 1))
+            Some(Extent::Part { start, end: start.saturating_add(num - 1), total })
         }
-        (Some(num), _) => Some(format!("read {}", count(num, "line"))),
-        (None, Some(total)) => Some(format!("file has {}", count(total, "line"))),
-        (None, None) => requested_range(call.input),
+        (Some(num), _) => Some(Extent::Lines(num)),
+        (None, Some(total)) => Some(Extent::Total(total)),
+        (None, None) => match (uint_at(call.input, "offset"), uint_at(call.input, "limit")) {
+            (Some(offset), limit) => Some(Extent::RequestedFrom { offset, limit }),
+            (None, Some(limit)) => Some(Extent::RequestedFirst(limit)),
+            (None, None) => None,
+        },
     }
-}
-
-/// The range a `Read` input asked for (`offset`, `limit`).
-fn requested_range(input: &Value) -> Option<String> {
-    match (uint_at(input, "offset"), uint_at(input, "limit")) {
-        (Some(offset), Some(limit)) => Some(format!("requested {} from line {offset}", count(limit, "line"))),
-        (Some(offset), None) => Some(format!("requested lines from {offset}")),
-        (None, Some(limit)) => Some(format!("requested the first {}", count(limit, "line"))),
-        (None, None) => None,
-    }
-}
-
-/// The start of a change to one file: `<verb> <name>`, the path as subtitle and in `files_modified`.
-fn file_change(call: &Call, verb: &str) -> NewObservation {
-    let Some(path) = call.file_path() else {
-        return observation(CHANGE, &format!("{verb} a file"));
-    };
-    let mut obs = observation(CHANGE, &format!("{verb} {}", file_name(&path)));
-    obs.subtitle = clip(&path, FACT_MAX);
-    obs.files_modified.push(path);
-    obs
 }
 
 /// One replacement of an `Edit` or `MultiEdit`.
+#[derive(Debug, Clone, PartialEq)]
 struct EditSpan {
     old_lines: u64,
     new_lines: u64,
@@ -197,13 +310,6 @@ impl EditSpan {
     }
 }
 
-/// `Edit` / `MultiEdit`: which file, how many lines went in and out.
-fn edit(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Edited");
-    obs.facts = edit_facts(&edit_spans(call.input));
-    obs
-}
-
 /// The replacements an edit input describes: its `edits` list, or itself.
 fn edit_spans(input: &Value) -> Vec<EditSpan> {
     match input.get("edits").and_then(Value::as_array) {
@@ -215,96 +321,53 @@ fn edit_spans(input: &Value) -> Vec<EditSpan> {
     }
 }
 
-fn edit_facts(edits: &[EditSpan]) -> Vec<String> {
-    if edits.is_empty() {
-        return Vec::new();
-    }
-    let old = edits.iter().map(|e| e.old_lines).sum();
-    let new = edits.iter().map(|e| e.new_lines).sum();
-    let change = line_change(old, new);
-    let mut facts = vec![if edits.len() > 1 { format!("{} edits: {change}", edits.len()) } else { change }];
-    if edits.iter().any(|e| e.replace_all) {
-        facts.push("replace_all: every occurrence replaced".to_string());
-    }
-    facts
-}
-
-/// "replaced 2 lines with 1 line", "inserted 3 lines", "removed 1 line".
-fn line_change(old: u64, new: u64) -> String {
-    match (old, new) {
-        (0, 0) => "empty edit".to_string(),
-        (0, new) => format!("inserted {}", count(new, "line")),
-        (old, 0) => format!("removed {}", count(old, "line")),
-        (old, new) => format!("replaced {} with {}", count(old, "line"), count(new, "line")),
-    }
-}
-
-/// `Write`: which file, how long, created or replaced.
-fn write(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Wrote");
-    if let Some(content) = call.input.get("content").and_then(Value::as_str) {
-        obs.facts.push(format!("wrote {}", count(line_count(content), "line")));
-    }
-    match text_at(call.response, "type") {
-        Some("create") => obs.facts.push("created a new file".to_string()),
-        Some("update") => obs.facts.push("replaced the existing file".to_string()),
-        _ => {}
-    }
-    obs
-}
-
-/// `NotebookEdit`: which notebook, which cell, what happened to it.
-fn notebook_edit(call: &Call) -> NewObservation {
-    let mut obs = file_change(call, "Edited");
-    let cell = call.input_text("cell_id").map_or_else(|| "a cell".to_string(), |id| format!("cell {id}"));
-    let source = call.input.get("new_source").and_then(Value::as_str).map(|s| count(line_count(s), "line"));
-    let action = match call.input_text("edit_mode") {
-        Some("insert") => format!("inserted a {} cell", call.input_text("cell_type").unwrap_or("new")),
-        Some("delete") => format!("deleted {cell}"),
-        _ => format!("replaced {cell}"),
+/// `Write`: how long the content is, and whether the response says the file was created or replaced.
+fn written(call: &Call) -> Change {
+    let lines = call.input.get("content").and_then(Value::as_str).map(line_count);
+    let created = match text_at(call.response, "type") {
+        Some("create") => Some(true),
+        Some("update") => Some(false),
+        _ => None,
     };
-    obs.facts.push(match source {
-        Some(lines) if call.input_text("edit_mode") != Some("delete") => format!("{action} ({lines})"),
-        _ => action,
-    });
-    obs
+    Change::Write { lines, created }
+}
+
+/// `NotebookEdit`: which cell, what happened to it, how long its new source is.
+fn cell_edit(call: &Call) -> Change {
+    let edit = match call.input_text("edit_mode") {
+        Some("insert") => CellEdit::Insert { cell_type: call.input_string("cell_type") },
+        Some("delete") => CellEdit::Delete,
+        _ => CellEdit::Replace,
+    };
+    let source_lines = call.input.get("new_source").and_then(Value::as_str).map(line_count);
+    Change::Cell { edit, cell: call.input_string("cell_id"), source_lines }
 }
 
 // --- Shell -----------------------------------------------------------------------------------------------------
 
-/// `Bash`: the command, whether it ran tests, and how it ended.
-fn bash(call: &Call) -> NewObservation {
+/// `Bash`: the command, its description, whether it ran tests, and how it ended.
+fn command(call: &Call) -> Action {
     let command = call.input_text("command");
-    let kind = if command.is_some_and(looks_like_tests) { TEST } else { COMMAND };
-    let title = call.input_text("description").or(command).unwrap_or("Ran a shell command");
-    let mut obs = observation(kind, title);
-    if let Some(command) = command {
-        obs.facts.push(fact("command", command));
+    Action::Command {
+        command: command.map(str::to_string),
+        description: call.input_string("description"),
+        runs_tests: command.is_some_and(looks_like_tests),
+        outcome: shell_outcome(call),
     }
-    let outcome = shell_outcome(call);
-    obs.subtitle = outcome.join(", ");
-    obs.facts.extend(outcome);
-    obs
 }
 
 /// How a shell command ended: a test result, else the exit code and interruption, else its last words.
-fn shell_outcome(call: &Call) -> Vec<String> {
+fn shell_outcome(call: &Call) -> Outcome {
     let (stdout, stderr) = (call.stream("stdout"), call.stream("stderr"));
     if let Some(result) = test_result(&stdout).or_else(|| test_result(&stderr)) {
-        return vec![clip(&result, FACT_MAX)];
+        return Outcome::Tests(result);
     }
-    let mut outcome = Vec::new();
-    if let Some(code) = exit_code(call.response) {
-        outcome.push(format!("exit code {code}"));
+    let exit_code = exit_code(call.response);
+    let interrupted = call.response.get("interrupted").and_then(Value::as_bool) == Some(true);
+    if exit_code.is_some() || interrupted {
+        return Outcome::Ended { exit_code, interrupted };
     }
-    if call.response.get("interrupted").and_then(Value::as_bool) == Some(true) {
-        outcome.push("interrupted".to_string());
-    }
-    if outcome.is_empty() {
-        outcome
-            .push(last_output_line(&stdout, &stderr).map_or_else(|| "no output".to_string(), |l| fact("output", &l)));
-    }
-    outcome
+    Outcome::Output(last_output_line(&stdout, &stderr))
 }
 
 /// The exit code, under any of the names shells and hook versions use.
@@ -420,51 +483,40 @@ fn number_before(text: &str, word: &str) -> Option<u64> {
 
 // --- Search ----------------------------------------------------------------------------------------------------
 
-/// `Grep`: the pattern, where, and which files matched.
-fn grep(call: &Call) -> NewObservation {
-    let pattern = call.input_text("pattern");
-    let title =
-        pattern.map_or_else(|| "Searched the code".to_string(), |p| format!("Searched for \"{}\"", clip(p, VALUE_MAX)));
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
-    obs.facts.extend(search_scope(call, &mut obs.subtitle));
-    if let Some(glob) = call.input_text("glob") {
-        obs.facts.push(fact("glob", glob));
-    }
-    if let Some(file_type) = call.input_text("type") {
-        obs.facts.push(fact("type", file_type));
-    }
+/// `Grep`: the pattern, where, the filters, and which files matched.
+fn grep(call: &Call) -> Search {
     let files = listed_files(call);
-    if let Some(matched) = uint_at(call.response, "numFiles").or(files.as_ref().map(|f| f.len() as u64)) {
-        obs.facts.push(format!("{} matched", count(matched, "file")));
+    Search {
+        target: SearchTarget::Contents,
+        pattern: call.input_string("pattern"),
+        scope: search_scope(call),
+        glob: call.input_string("glob"),
+        file_type: call.input_string("type"),
+        files_found: uint_at(call.response, "numFiles").or(files.as_ref().map(|f| f.len() as u64)),
+        match_lines: uint_at(call.response, "numLines").filter(|n| *n > 0),
+        truncated: false,
+        files: files.unwrap_or_default(),
     }
-    if let Some(lines) = uint_at(call.response, "numLines").filter(|n| *n > 0) {
-        obs.facts.push(format!("{} of matches", count(lines, "line")));
-    }
-    obs.files_read = files.unwrap_or_default().into_iter().take(FILES_MAX).collect();
-    obs
 }
 
-/// `Glob`: the pattern and how many files it found.
-fn glob(call: &Call) -> NewObservation {
-    let pattern = call.input_text("pattern");
-    let title = pattern.map_or_else(|| "Listed files".to_string(), |p| format!("Listed files matching {p}"));
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts.extend(pattern.map(|p| fact("pattern", p)));
-    obs.facts.extend(search_scope(call, &mut obs.subtitle));
-    let found = uint_at(call.response, "numFiles").or(listed_files(call).map(|f| f.len() as u64));
-    if let Some(found) = found {
-        let truncated = call.response.get("truncated").and_then(Value::as_bool) == Some(true);
-        obs.facts.push(format!("{} found{}", count(found, "file"), if truncated { " (truncated)" } else { "" }));
+/// `Glob`: the pattern, where, and how many files it found.
+fn glob(call: &Call) -> Search {
+    Search {
+        target: SearchTarget::Names,
+        pattern: call.input_string("pattern"),
+        scope: search_scope(call),
+        glob: None,
+        file_type: None,
+        files_found: uint_at(call.response, "numFiles").or(listed_files(call).map(|f| f.len() as u64)),
+        match_lines: None,
+        truncated: call.response.get("truncated").and_then(Value::as_bool) == Some(true),
+        files: Vec::new(),
     }
-    obs
 }
 
-/// The `in: <path>` fact of a search, also written as the subtitle.
-fn search_scope(call: &Call, subtitle: &mut String) -> Option<String> {
-    let scope = call.relative(call.input_text("path")?);
-    *subtitle = clip(&format!("in {scope}"), FACT_MAX);
-    Some(fact("in", &scope))
+/// The folder a search ran in, relative to `cwd` when under it.
+fn search_scope(call: &Call) -> Option<String> {
+    call.input_text("path").map(|path| call.relative(path))
 }
 
 /// The response's `filenames`, relative to `cwd`, when it has that list.
@@ -475,58 +527,33 @@ fn listed_files(call: &Call) -> Option<Vec<String>> {
 
 // --- Web and subagents -----------------------------------------------------------------------------------------
 
-/// `WebFetch`: which site, what was asked of the page, the HTTP status.
-fn web_fetch(call: &Call) -> NewObservation {
-    let url = call.input_text("url");
-    let title = url.map_or_else(|| "Fetched a web page".to_string(), |u| format!("Fetched {}", url_host(u)));
-    let mut obs = observation(RESEARCH, &title);
-    if let Some(url) = url {
-        obs.subtitle = clip(url, FACT_MAX);
-        obs.facts.push(fact("url", url));
-    }
-    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
-    if let Some(code) = uint_at(call.response, "code") {
-        let text = text_at(call.response, "codeText").unwrap_or("");
-        obs.facts.push(clip(&format!("HTTP {code} {text}"), FACT_MAX));
-    }
-    obs
+/// `WebFetch`: which page, what was asked of it, the HTTP status.
+fn web_fetch(call: &Call) -> Action {
+    let status =
+        uint_at(call.response, "code").map(|code| (code, text_at(call.response, "codeText").unwrap_or("").to_string()));
+    Action::Fetch { url: call.input_string("url"), prompt: call.input_string("prompt"), status }
 }
 
 /// `WebSearch`: the query, domain limits, how many results.
-fn web_search(call: &Call) -> NewObservation {
-    let query = call.input_text("query");
-    let title = query.map_or_else(|| "Searched the web".to_string(), |q| format!("Searched the web for \"{q}\""));
-    let mut obs = observation(RESEARCH, &title);
-    obs.facts.extend(query.map(|q| fact("query", q)));
-    for key in ["allowed_domains", "blocked_domains"] {
-        let domains = string_list(call.input, key);
-        if !domains.is_empty() {
-            obs.facts.push(fact(&key.replace('_', " "), &domains.join(", ")));
-        }
+fn web_search(call: &Call) -> Action {
+    let domains = |key| string_list(call.input, key).into_iter().map(str::to_string).collect();
+    Action::WebSearch {
+        query: call.input_string("query"),
+        allowed_domains: domains("allowed_domains"),
+        blocked_domains: domains("blocked_domains"),
+        results: call.response.get("results").and_then(Value::as_array).map(|results| results.len() as u64),
     }
-    if let Some(results) = call.response.get("results").and_then(Value::as_array) {
-        obs.facts.push(count(results.len() as u64, "result"));
-    }
-    obs
 }
 
 /// `Task` / `Agent`: what the subagent was asked and what it answered.
-fn subagent(call: &Call) -> NewObservation {
-    let title =
-        call.input_text("description").map_or_else(|| "Ran a subagent".to_string(), |d| format!("Subagent: {d}"));
-    let mut obs = observation(RESEARCH, &title);
-    if let Some(agent) = call.input_text("subagent_type") {
-        obs.subtitle = clip(&format!("{agent} agent"), FACT_MAX);
-        obs.facts.push(fact("agent", agent));
+fn subagent(call: &Call) -> Action {
+    Action::Subagent {
+        description: call.input_string("description"),
+        agent: call.input_string("subagent_type"),
+        prompt: call.input_string("prompt"),
+        answer: response_text(call.response).as_deref().and_then(first_sentence),
+        tool_uses: uint_at(call.response, "totalToolUseCount"),
     }
-    obs.facts.extend(call.input_text("prompt").map(|p| fact("prompt", p)));
-    if let Some(answer) = response_text(call.response).as_deref().and_then(first_sentence) {
-        obs.facts.push(fact("result", &answer));
-    }
-    if let Some(uses) = uint_at(call.response, "totalToolUseCount") {
-        obs.facts.push(count(uses, "tool use"));
-    }
-    obs
 }
 
 /// The text a subagent answered: a bare string, `content` text blocks, or `result`.
@@ -541,27 +568,16 @@ fn response_text(response: &Value) -> Option<String> {
 
 // --- Plans, MCP, anything else ---------------------------------------------------------------------------------
 
-/// `TodoWrite`: the plan as it stands: how much is done, what is in progress, what is left.
-fn todo_write(call: &Call) -> NewObservation {
-    let todos: Vec<(&str, &str)> = call
-        .input
-        .get("todos")
-        .and_then(Value::as_array)
-        .map(|todos| {
-            todos
-                .iter()
-                .filter_map(|t| Some((text_at(t, "content")?, text_at(t, "status").unwrap_or("pending"))))
-                .collect()
+/// `TodoWrite`'s items that have content; a missing status counts as pending.
+fn todos(input: &Value) -> Vec<Todo> {
+    let items = input.get("todos").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|t| {
+            let content = text_at(t, "content")?.to_string();
+            Some(Todo { content, status: text_at(t, "status").unwrap_or("pending").to_string() })
         })
-        .unwrap_or_default();
-    let done = todos.iter().filter(|(_, status)| *status == "completed").count();
-    let mut obs = observation(DECISION, &format!("Updated the todo list ({done} of {} done)", todos.len()));
-    if let Some((current, _)) = todos.iter().find(|(_, status)| *status == "in_progress") {
-        obs.subtitle = fact("now", current);
-    }
-    obs.facts = todos.iter().map(|(content, status)| fact(&status.replace('_', " "), content)).collect();
-    cap_list(&mut obs.facts, INPUT_FACTS_MAX);
-    obs
+        .collect()
 }
 
 /// `mcp__server__tool` → `(server, tool)`.
@@ -570,32 +586,14 @@ fn mcp_name(name: &str) -> Option<(&str, &str)> {
     (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
 }
 
-/// An MCP tool: which tool of which server, with its scalar arguments.
-fn mcp(call: &Call, server: &str, tool: &str) -> NewObservation {
-    let mut obs = observation(DISCOVERY, &format!("Used {tool} ({server})"));
-    obs.subtitle = clip(&format!("MCP server {server}"), FACT_MAX);
-    obs.facts = input_facts(call.input);
-    obs
-}
-
-/// Any other tool: its name and its scalar arguments.
-fn other_tool(call: &Call, name: &str) -> NewObservation {
-    let title = if name.is_empty() { "Used an unnamed tool".to_string() } else { format!("Used {name}") };
-    let mut obs = observation(DISCOVERY, &title);
-    obs.facts = input_facts(call.input);
-    obs
-}
-
-/// `key: value` for the input's top-level scalar fields (or the input itself when it is not an object).
-fn input_facts(input: &Value) -> Vec<String> {
+/// The input's top-level scalar fields, or the input's shape when it is not an object.
+fn arguments(input: &Value) -> Arguments {
     match input {
-        Value::Object(fields) => fields
-            .iter()
-            .filter_map(|(key, value)| Some(fact(key, &clip(&scalar(value)?, VALUE_MAX))))
-            .take(INPUT_FACTS_MAX)
-            .collect(),
-        Value::Array(items) => vec![format!("input: {}", count(items.len() as u64, "item"))],
-        other => scalar(other).map(|s| fact("input", &clip(&s, VALUE_MAX))).into_iter().collect(),
+        Value::Object(fields) => {
+            Arguments::Fields(fields.iter().filter_map(|(key, value)| Some((key.clone(), scalar(value)?))).collect())
+        }
+        Value::Array(items) => Arguments::Items(items.len() as u64),
+        other => Arguments::Value(scalar(other)),
     }
 }
 
@@ -609,19 +607,319 @@ fn scalar(value: &Value) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Observations: an action, written down
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The one observation a tool use gives.
+fn observe_tool(tool: &ToolUse) -> NewObservation {
+    observation_of(&Action::read(tool))
+}
+
+/// An action as an observation: its kind, title, subtitle and facts, and the files it touched.
+fn observation_of(action: &Action) -> NewObservation {
+    let mut obs = match action {
+        Action::Read { path, extent } => read(path.as_deref(), *extent),
+        Action::Change { path, change } => file_change(path.as_deref(), change),
+        Action::Search(search) => match search.target {
+            SearchTarget::Contents => grep_observation(search),
+            SearchTarget::Names => glob_observation(search),
+        },
+        Action::Command { command, description, runs_tests, outcome } => {
+            bash(command.as_deref(), description.as_deref(), *runs_tests, outcome)
+        }
+        Action::Fetch { url, prompt, status } => web_fetch_observation(url.as_deref(), prompt.as_deref(), status),
+        Action::WebSearch { query, allowed_domains, blocked_domains, results } => {
+            web_search_observation(query.as_deref(), allowed_domains, blocked_domains, *results)
+        }
+        Action::Subagent { description, agent, prompt, answer, tool_uses } => {
+            let mut obs = observation(
+                RESEARCH,
+                &description.as_ref().map_or_else(|| "Ran a subagent".to_string(), |d| format!("Subagent: {d}")),
+            );
+            if let Some(agent) = agent {
+                obs.subtitle = clip(&format!("{agent} agent"), FACT_MAX);
+                obs.facts.push(fact("agent", agent));
+            }
+            obs.facts.extend(prompt.as_deref().map(|p| fact("prompt", p)));
+            obs.facts.extend(answer.as_deref().map(|a| fact("result", a)));
+            obs.facts.extend(tool_uses.map(|uses| count(uses, "tool use")));
+            obs
+        }
+        Action::Todos(todos) => todo_list(todos),
+        Action::Mcp { server, tool, input } => {
+            let mut obs = observation(DISCOVERY, &format!("Used {tool} ({server})"));
+            obs.subtitle = clip(&format!("MCP server {server}"), FACT_MAX);
+            obs.facts = input_facts(input);
+            obs
+        }
+        Action::Other { name, input } => {
+            let title = if name.is_empty() { "Used an unnamed tool".to_string() } else { format!("Used {name}") };
+            let mut obs = observation(DISCOVERY, &title);
+            obs.facts = input_facts(input);
+            obs
+        }
+    };
+    obs.files_read = action.files_read();
+    obs.files_modified = action.files_modified();
+    obs
+}
+
+/// A fresh observation with its kind and (clipped) title.
+fn observation(kind: &str, title: &str) -> NewObservation {
+    NewObservation { kind: kind.to_string(), title: clip(title, TITLE_MAX), ..Default::default() }
+}
+
+/// `label: value`, on one line and clipped.
+fn fact(label: &str, value: &str) -> String {
+    clip(&format!("{label}: {value}"), FACT_MAX)
+}
+
+// --- Files -----------------------------------------------------------------------------------------------------
+
+/// `Read`: what file, and how much of it.
+fn read(path: Option<&str>, extent: Option<Extent>) -> NewObservation {
+    let title = path.map_or_else(|| "Read a file".to_string(), |path| format!("Read {}", file_name(path)));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.subtitle = path.map(|path| clip(path, FACT_MAX)).unwrap_or_default();
+    obs.facts.extend(extent.map(extent_fact));
+    obs
+}
+
+/// "read lines 100-149 of 400", "read 8 lines", "file has 8 lines", "requested 1 line from line 10".
+fn extent_fact(extent: Extent) -> String {
+    match extent {
+        Extent::Part { start, end, total } => format!("read lines {start}-{end} of {total}"),
+        Extent::Lines(num) => format!("read {}", count(num, "line")),
+        Extent::Total(total) => format!("file has {}", count(total, "line")),
+        Extent::RequestedFrom { offset, limit: Some(limit) } => {
+            format!("requested {} from line {offset}", count(limit, "line"))
+        }
+        Extent::RequestedFrom { offset, limit: None } => format!("requested lines from {offset}"),
+        Extent::RequestedFirst(limit) => format!("requested the first {}", count(limit, "line")),
+    }
+}
+
+/// A change to one file: `<verb> <name>`, the path as subtitle, what changed as facts.
+fn file_change(path: Option<&str>, change: &Change) -> NewObservation {
+    let verb = match change {
+        Change::Edit(_) | Change::Cell { .. } => "Edited",
+        Change::Write { .. } => "Wrote",
+    };
+    let mut obs = match path {
+        Some(path) => {
+            let mut obs = observation(CHANGE, &format!("{verb} {}", file_name(path)));
+            obs.subtitle = clip(path, FACT_MAX);
+            obs
+        }
+        None => observation(CHANGE, &format!("{verb} a file")),
+    };
+    obs.facts = match change {
+        Change::Edit(edits) => edit_facts(edits),
+        Change::Write { lines, created } => write_facts(*lines, *created),
+        Change::Cell { edit, cell, source_lines } => vec![cell_fact(edit, cell.as_deref(), *source_lines)],
+    };
+    obs
+}
+
+fn edit_facts(edits: &[EditSpan]) -> Vec<String> {
+    if edits.is_empty() {
+        return Vec::new();
+    }
+    let old = edits.iter().map(|e| e.old_lines).sum();
+    let new = edits.iter().map(|e| e.new_lines).sum();
+    let change = line_change(old, new);
+    let mut facts = vec![if edits.len() > 1 { format!("{} edits: {change}", edits.len()) } else { change }];
+    if edits.iter().any(|e| e.replace_all) {
+        facts.push("replace_all: every occurrence replaced".to_string());
+    }
+    facts
+}
+
+/// "replaced 2 lines with 1 line", "inserted 3 lines", "removed 1 line".
+fn line_change(old: u64, new: u64) -> String {
+    match (old, new) {
+        (0, 0) => "empty edit".to_string(),
+        (0, new) => format!("inserted {}", count(new, "line")),
+        (old, 0) => format!("removed {}", count(old, "line")),
+        (old, new) => format!("replaced {} with {}", count(old, "line"), count(new, "line")),
+    }
+}
+
+/// `Write`: how long, created or replaced.
+fn write_facts(lines: Option<u64>, created: Option<bool>) -> Vec<String> {
+    let mut facts: Vec<String> = lines.map(|lines| format!("wrote {}", count(lines, "line"))).into_iter().collect();
+    match created {
+        Some(true) => facts.push("created a new file".to_string()),
+        Some(false) => facts.push("replaced the existing file".to_string()),
+        None => {}
+    }
+    facts
+}
+
+/// `NotebookEdit`: "inserted a code cell (2 lines)", "deleted cell c7", "replaced a cell (3 lines)".
+fn cell_fact(edit: &CellEdit, cell: Option<&str>, source_lines: Option<u64>) -> String {
+    let cell = cell.map_or_else(|| "a cell".to_string(), |id| format!("cell {id}"));
+    let action = match edit {
+        CellEdit::Insert { cell_type } => format!("inserted a {} cell", cell_type.as_deref().unwrap_or("new")),
+        CellEdit::Delete => format!("deleted {cell}"),
+        CellEdit::Replace => format!("replaced {cell}"),
+    };
+    match source_lines {
+        Some(lines) if *edit != CellEdit::Delete => format!("{action} ({})", count(lines, "line")),
+        _ => action,
+    }
+}
+
+// --- Shell -----------------------------------------------------------------------------------------------------
+
+/// `Bash`: the command, whether it ran tests, and how it ended.
+fn bash(command: Option<&str>, description: Option<&str>, runs_tests: bool, outcome: &Outcome) -> NewObservation {
+    let kind = if runs_tests { TEST } else { COMMAND };
+    let mut obs = observation(kind, description.or(command).unwrap_or("Ran a shell command"));
+    obs.facts.extend(command.map(|command| fact("command", command)));
+    let outcome = outcome_facts(outcome);
+    obs.subtitle = outcome.join(", ");
+    obs.facts.extend(outcome);
+    obs
+}
+
+/// A command's outcome as facts: the test result; or the exit code and "interrupted"; or its last output line.
+fn outcome_facts(outcome: &Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Tests(result) => vec![clip(result, FACT_MAX)],
+        Outcome::Ended { exit_code, interrupted } => {
+            let code = exit_code.map(|code| format!("exit code {code}"));
+            code.into_iter().chain(interrupted.then(|| "interrupted".to_string())).collect()
+        }
+        Outcome::Output(Some(line)) => vec![fact("output", line)],
+        Outcome::Output(None) => vec!["no output".to_string()],
+    }
+}
+
+// --- Search ----------------------------------------------------------------------------------------------------
+
+/// `Grep`: the pattern, where, and which files matched.
+fn grep_observation(search: &Search) -> NewObservation {
+    let title = search
+        .pattern
+        .as_deref()
+        .map_or_else(|| "Searched the code".to_string(), |p| format!("Searched for \"{}\"", clip(p, VALUE_MAX)));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(search.pattern.as_deref().map(|p| fact("pattern", p)));
+    obs.facts.extend(scope_fact(search, &mut obs.subtitle));
+    obs.facts.extend(search.glob.as_deref().map(|glob| fact("glob", glob)));
+    obs.facts.extend(search.file_type.as_deref().map(|file_type| fact("type", file_type)));
+    obs.facts.extend(search.files_found.map(|matched| format!("{} matched", count(matched, "file"))));
+    obs.facts.extend(search.match_lines.map(|lines| format!("{} of matches", count(lines, "line"))));
+    obs
+}
+
+/// `Glob`: the pattern and how many files it found.
+fn glob_observation(search: &Search) -> NewObservation {
+    let title =
+        search.pattern.as_deref().map_or_else(|| "Listed files".to_string(), |p| format!("Listed files matching {p}"));
+    let mut obs = observation(DISCOVERY, &title);
+    obs.facts.extend(search.pattern.as_deref().map(|p| fact("pattern", p)));
+    obs.facts.extend(scope_fact(search, &mut obs.subtitle));
+    if let Some(found) = search.files_found {
+        let truncated = if search.truncated { " (truncated)" } else { "" };
+        obs.facts.push(format!("{} found{truncated}", count(found, "file")));
+    }
+    obs
+}
+
+/// The `in: <path>` fact of a search, also written as the subtitle.
+fn scope_fact(search: &Search, subtitle: &mut String) -> Option<String> {
+    let scope = search.scope.as_deref()?;
+    *subtitle = clip(&format!("in {scope}"), FACT_MAX);
+    Some(fact("in", scope))
+}
+
+// --- Web, plans, MCP, anything else ----------------------------------------------------------------------------
+
+/// `WebFetch`: which site, what was asked of the page, the HTTP status.
+fn web_fetch_observation(url: Option<&str>, prompt: Option<&str>, status: &Option<(u64, String)>) -> NewObservation {
+    let title = url.map_or_else(|| "Fetched a web page".to_string(), |u| format!("Fetched {}", url_host(u)));
+    let mut obs = observation(RESEARCH, &title);
+    if let Some(url) = url {
+        obs.subtitle = clip(url, FACT_MAX);
+        obs.facts.push(fact("url", url));
+    }
+    obs.facts.extend(prompt.map(|p| fact("prompt", p)));
+    if let Some((code, text)) = status {
+        obs.facts.push(clip(&format!("HTTP {code} {text}"), FACT_MAX));
+    }
+    obs
+}
+
+/// `WebSearch`: the query, domain limits, how many results.
+fn web_search_observation(
+    query: Option<&str>,
+    allowed_domains: &[String],
+    blocked_domains: &[String],
+    results: Option<u64>,
+) -> NewObservation {
+    let title = query.map_or_else(|| "Searched the web".to_string(), |q| format!("Searched the web for \"{q}\""));
+    let mut obs = observation(RESEARCH, &title);
+    obs.facts.extend(query.map(|q| fact("query", q)));
+    for (label, domains) in [("allowed domains", allowed_domains), ("blocked domains", blocked_domains)] {
+        if !domains.is_empty() {
+            obs.facts.push(fact(label, &domains.join(", ")));
+        }
+    }
+    obs.facts.extend(results.map(|n| count(n, "result")));
+    obs
+}
+
+/// `TodoWrite`: the plan as it stands: how much is done, what is in progress, what is left.
+fn todo_list(todos: &[Todo]) -> NewObservation {
+    let done = todos.iter().filter(|t| t.status == "completed").count();
+    let mut obs = observation(DECISION, &format!("Updated the todo list ({done} of {} done)", todos.len()));
+    if let Some(current) = todos.iter().find(|t| t.status == "in_progress") {
+        obs.subtitle = fact("now", &current.content);
+    }
+    obs.facts = todos.iter().map(|t| fact(&t.status.replace('_', " "), &t.content)).collect();
+    cap_list(&mut obs.facts, INPUT_FACTS_MAX);
+    obs
+}
+
+/// `key: value` for the input's scalar fields (at most a few), or the input's shape.
+fn input_facts(input: &Arguments) -> Vec<String> {
+    match input {
+        Arguments::Fields(fields) => {
+            fields.iter().take(INPUT_FACTS_MAX).map(|(key, value)| fact(key, &clip(value, VALUE_MAX))).collect()
+        }
+        Arguments::Items(n) => vec![format!("input: {}", count(*n, "item"))],
+        Arguments::Value(value) => value.iter().map(|v| fact("input", &clip(v, VALUE_MAX))).collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Summaries
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The summary of the span in `ctx`.
+/// The summary of the span in `ctx`: told from its tool uses; from its observations' titles and file lists only
+/// when the store holds none of its tool uses any more (retention pruned their messages).
 fn summarize_span(ctx: &SessionContext, request: &SummaryRequest) -> NewSummary {
-    let observations = &ctx.observations;
+    let span = if ctx.tool_uses.is_empty() {
+        SpanDigest::of_observations(&ctx.observations)
+    } else {
+        SpanDigest::of_actions(ctx.tool_uses.iter().map(Action::read))
+    };
+    let completed = if span.completed.is_empty() {
+        first_sentence(&request.last_assistant_message)
+            .map(|s| clip(&s, TEXT_MAX))
+            .unwrap_or_else(|| "Nothing was changed.".to_string())
+    } else {
+        span.completed.render()
+    };
     NewSummary {
         request: request_text(&ctx.prompts, &request.last_user_message),
-        investigated: investigated(observations),
-        completed: completed(observations, &request.last_assistant_message),
+        investigated: span.investigated.render(),
+        completed,
         next_steps: next_steps(&request.last_assistant_message),
-        files_read: distinct(observations.iter().flat_map(|o| o.files_read.iter().cloned())),
-        files_edited: distinct(observations.iter().flat_map(|o| o.files_modified.iter().cloned())),
+        files_read: span.files_read,
+        files_edited: span.files_edited,
     }
 }
 
@@ -640,63 +938,130 @@ fn request_text(prompts: &[String], last_user_message: &str) -> String {
     format!("{}{suffix}", clip(first, TEXT_MAX - suffix.chars().count()))
 }
 
-fn is_investigation(obs: &NewObservation) -> bool {
-    matches!(obs.kind.as_str(), DISCOVERY | RESEARCH)
+/// A span gathered for its summary: what was looked at, what was done, and the files on either side.
+#[derive(Default)]
+struct SpanDigest {
+    /// Files read, searches with their match counts, pages fetched, tools asked.
+    investigated: Digest,
+    /// Files changed, commands run with their latest outcome.
+    completed: Digest,
+    files_read: Vec<String>,
+    files_edited: Vec<String>,
 }
 
-fn is_work(obs: &NewObservation) -> bool {
-    matches!(obs.kind.as_str(), CHANGE | COMMAND | TEST | "bugfix" | "feature" | "refactor")
-}
-
-/// What was looked at: searches with their match counts, files read, pages fetched.
-fn investigated(observations: &[NewObservation]) -> String {
-    let mut digest = Digest::default();
-    for obs in observations.iter().filter(|o| is_investigation(o)) {
-        if obs.title.starts_with("Read ") && !obs.files_read.is_empty() {
-            digest.add_files("read", &obs.files_read);
-        } else if !obs.title.is_empty() {
-            let detail = matched_count(obs).map(|n| format!(" ({n})")).unwrap_or_default();
-            digest.add_text(format!("{}{detail}", decapitalize(&obs.title)));
+impl SpanDigest {
+    /// The span told from what its tools did.
+    fn of_actions(actions: impl IntoIterator<Item = Action>) -> SpanDigest {
+        let mut span = SpanDigest::default();
+        for action in actions {
+            note_looked_at(&mut span.investigated, &action);
+            note_done(&mut span.completed, &action);
+            span.files_read.extend(action.files_read());
+            span.files_edited.extend(action.files_modified());
         }
+        span.files_read = distinct(span.files_read);
+        span.files_edited = distinct(span.files_edited);
+        span
     }
-    digest.render()
+
+    /// The span told from observations whose tool uses are gone: each title as it stands, under what was
+    /// looked at or what was done by the observation's kind, and the observations' file lists.
+    fn of_observations(observations: &[NewObservation]) -> SpanDigest {
+        let mut span = SpanDigest::default();
+        for obs in observations {
+            let digest = match obs.kind.as_str() {
+                DISCOVERY | RESEARCH => Some(&mut span.investigated),
+                CHANGE | COMMAND | TEST | "bugfix" | "feature" | "refactor" => Some(&mut span.completed),
+                _ => None,
+            };
+            if let Some(digest) = digest.filter(|_| !obs.title.trim().is_empty()) {
+                digest.add_text(clip(&obs.title, TITLE_MAX));
+            }
+            span.files_read.extend(obs.files_read.iter().cloned());
+            span.files_edited.extend(obs.files_modified.iter().cloned());
+        }
+        span.files_read = distinct(span.files_read);
+        span.files_edited = distinct(span.files_edited);
+        span
+    }
 }
 
-/// "2 files" from a search's "2 files matched" / "2 files found" fact.
-fn matched_count(obs: &NewObservation) -> Option<&str> {
-    obs.facts
-        .iter()
-        .filter_map(|f| f.strip_suffix(" matched").or_else(|| f.strip_suffix(" found")))
-        .find(|f| f.starts_with(|c: char| c.is_ascii_digit()))
+/// What was looked at: a file read, a search and how many files it found, a page, a question, a tool asked.
+/// Changes, commands and the todo list are not.
+fn note_looked_at(digest: &mut Digest, action: &Action) {
+    let text = match action {
+        Action::Read { path: Some(path), .. } => return digest.add_files("read", std::slice::from_ref(path)),
+        Action::Read { path: None, .. } => "read a file".to_string(),
+        Action::Search(search) => return digest.add_text(search_text(search)),
+        Action::Fetch { url: Some(url), .. } => format!("fetched {}", url_host(url)),
+        Action::Fetch { url: None, .. } => "fetched a web page".to_string(),
+        Action::WebSearch { query: Some(query), .. } => format!("searched the web for \"{query}\""),
+        Action::WebSearch { query: None, .. } => "searched the web".to_string(),
+        Action::Subagent { description: Some(description), .. } => format!("subagent: {description}"),
+        Action::Subagent { description: None, .. } => "ran a subagent".to_string(),
+        Action::Mcp { server, tool, .. } => format!("used {tool} ({server})"),
+        Action::Other { name, .. } if name.is_empty() => "used an unnamed tool".to_string(),
+        Action::Other { name, .. } => format!("used {name}"),
+        Action::Change { .. } | Action::Command { .. } | Action::Todos(_) => return,
+    };
+    digest.add_text(clip(&text, TITLE_MAX));
 }
 
-/// What was done: files changed and commands run with their latest outcome; else what the agent said it did.
-fn completed(observations: &[NewObservation], last_assistant_message: &str) -> String {
-    let mut digest = Digest::default();
-    for obs in observations.iter().filter(|o| is_work(o)) {
-        note_work(&mut digest, obs);
+/// What was done: a file changed (under its verb), a command run (a command run again keeps only its latest
+/// outcome).
+fn note_done(digest: &mut Digest, action: &Action) {
+    match action {
+        Action::Change { path: Some(path), change } => {
+            digest.add_files(change_verb(change), std::slice::from_ref(path))
+        }
+        Action::Change { path: None, change } => digest.add_text(format!("{} a file", change_verb(change))),
+        Action::Command { command: Some(command), outcome, .. } => {
+            let command = clip(command, TITLE_MAX);
+            let text = format!("ran {command}: {}", outcome_text(outcome));
+            digest.replace(command, text);
+        }
+        Action::Command { command: None, description: Some(description), .. } => {
+            digest.add_text(decapitalize(&clip(description, TITLE_MAX)))
+        }
+        Action::Command { command: None, description: None, .. } => digest.add_text("ran a shell command".to_string()),
+        _ => {}
     }
-    if !digest.is_empty() {
-        return digest.render();
-    }
-    first_sentence(last_assistant_message)
-        .map(|s| clip(&s, TEXT_MAX))
-        .unwrap_or_else(|| "Nothing was changed.".to_string())
 }
 
-fn note_work(digest: &mut Digest, obs: &NewObservation) {
-    let command = obs.facts.iter().enumerate().find_map(|(i, f)| Some((i, f.strip_prefix("command: ")?)));
-    if let Some((position, command)) = command {
-        let command = clip(command, TITLE_MAX);
-        let outcome = obs.facts[position + 1..].join(", ");
-        let text = if outcome.is_empty() { format!("ran {command}") } else { format!("ran {command}: {outcome}") };
-        digest.replace(command, text);
-    } else if !obs.files_modified.is_empty() {
-        let verb = obs.title.split_whitespace().next().map_or_else(|| "changed".to_string(), str::to_lowercase);
-        digest.add_files(&verb, &obs.files_modified);
-    } else if !obs.title.is_empty() {
-        digest.add_text(decapitalize(&obs.title));
+/// How the summary says a file was changed.
+fn change_verb(change: &Change) -> &'static str {
+    match change {
+        Change::Edit(_) | Change::Cell { .. } => "edited",
+        Change::Write { created: Some(true), .. } => "created",
+        Change::Write { .. } => "wrote",
     }
+}
+
+/// How the summary says a command ended.
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Tests(result) => clip(result, FACT_MAX),
+        Outcome::Ended { exit_code, interrupted } => {
+            let code = exit_code.map(|code| format!("exit code {code}"));
+            code.into_iter().chain(interrupted.then(|| "interrupted".to_string())).collect::<Vec<_>>().join(", ")
+        }
+        Outcome::Output(Some(line)) => clip(&format!("output: {line}"), FACT_MAX),
+        Outcome::Output(None) => "no output".to_string(),
+    }
+}
+
+/// `searched for "refund" (2 files)`, `listed files matching *.rs (3 files)`; no count when the listing was cut
+/// short, since the count is then only a lower bound.
+fn search_text(search: &Search) -> String {
+    let text = match (search.target, search.pattern.as_deref()) {
+        (SearchTarget::Contents, Some(pattern)) => format!("searched for \"{}\"", clip(pattern, VALUE_MAX)),
+        (SearchTarget::Contents, None) => "searched the code".to_string(),
+        (SearchTarget::Names, Some(pattern)) => format!("listed files matching {pattern}"),
+        (SearchTarget::Names, None) => "listed files".to_string(),
+    };
+    let found = search.files_found.filter(|_| !search.truncated);
+    let detail = found.map(|n| format!(" ({})", count(n, "file"))).unwrap_or_default();
+    format!("{}{detail}", clip(&text, TITLE_MAX))
 }
 
 /// A sentence of distinct items joined by "; ", where files under the same verb share one item.
@@ -1065,22 +1430,28 @@ mod tests {
         )
     }
 
+    fn sample_tools() -> Vec<ToolUse> {
+        vec![sample_grep(), sample_read(), sample_edit(), sample_bash()]
+    }
+
     async fn sample_observations() -> Vec<NewObservation> {
         let mut out = Vec::new();
-        for t in [sample_grep(), sample_read(), sample_edit(), sample_bash()] {
+        for t in sample_tools() {
             out.push(observe(&t).await);
         }
         out
     }
 
-    fn sample_context(observations: Vec<NewObservation>) -> SessionContext {
+    /// A summary's context for a span of these tool uses, with the observations made of them.
+    fn sample_context(tool_uses: Vec<ToolUse>) -> SessionContext {
         SessionContext {
             session_id: 1,
             agent_session_id: "5b1f0c9e-2d47-4a8e-9c3b-7f61a2d4e810".to_string(),
             project: "ledger".to_string(),
             prompt_number: 1,
             prompts: vec![PROMPT.to_string()],
-            observations,
+            observations: tool_uses.iter().map(observe_tool).collect(),
+            tool_uses,
         }
     }
 
@@ -1539,7 +1910,7 @@ mod tests {
         let first = sample_observations().await;
         let second = sample_observations().await;
         assert_eq!(first, second);
-        let ctx = sample_context(first);
+        let ctx = sample_context(sample_tools());
         assert_eq!(summarize(&ctx, FINAL_MESSAGE).await, summarize(&ctx, FINAL_MESSAGE).await);
     }
 
@@ -1547,7 +1918,7 @@ mod tests {
 
     #[tokio::test]
     async fn sample_session_summarized_end_to_end() {
-        let ctx = sample_context(sample_observations().await);
+        let ctx = sample_context(sample_tools());
         let summary = summarize(&ctx, FINAL_MESSAGE).await;
         assert_eq!(summary.request, PROMPT);
         assert_eq!(summary.investigated, "Searched for \"refund\" (2 files); read src/report.rs");
@@ -1594,7 +1965,7 @@ mod tests {
 
     #[tokio::test]
     async fn completed_falls_back_to_the_message_then_nothing() {
-        let grep_only = sample_context(vec![observe(&sample_grep()).await]);
+        let grep_only = sample_context(vec![sample_grep()]);
         let summary = summarize(&grep_only, FINAL_MESSAGE).await;
         assert_eq!(summary.completed, "Fixed: `balance` in src/report.rs added refund amounts twice.");
         assert_eq!(summary.files_edited, Vec::<String>::new());
@@ -1610,23 +1981,106 @@ mod tests {
 
     #[tokio::test]
     async fn summary_lists_are_capped_and_commands_keep_their_last_outcome() {
-        let mut observations = Vec::new();
+        let mut tools = Vec::new();
         for i in 0..9 {
-            observations
-                .push(observe(&tool("Read", json!({"file_path": format!("{CWD}/src/f{i}.rs")}), json!({}))).await);
+            tools.push(tool("Read", json!({"file_path": format!("{CWD}/src/f{i}.rs")}), json!({})));
         }
         let failing = json!({"stdout": "test result: FAILED. 13 passed; 1 failed; 0 ignored"});
-        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), failing)).await);
-        observations.push(observe(&sample_edit()).await);
+        tools.push(tool("Bash", json!({"command": "cargo test"}), failing));
+        tools.push(sample_edit());
         let passing = json!({"stdout": "test result: ok. 14 passed; 0 failed; 0 ignored"});
-        observations.push(observe(&tool("Bash", json!({"command": "cargo test"}), passing)).await);
-        let summary = summarize(&sample_context(observations), "").await;
+        tools.push(tool("Bash", json!({"command": "cargo test"}), passing));
+        let summary = summarize(&sample_context(tools), "").await;
         assert_eq!(
             summary.investigated,
             "Read src/f0.rs, src/f1.rs, src/f2.rs, src/f3.rs, src/f4.rs, src/f5.rs, +3 more"
         );
         assert_eq!(summary.completed, "Edited src/report.rs; ran cargo test: test result: ok. 14 passed; 0 failed");
         assert_eq!(summary.files_read.len(), 9);
+    }
+
+    /// The observation rendered with other words: every title, subtitle and fact changed.
+    fn reworded(obs: &NewObservation) -> NewObservation {
+        NewObservation {
+            title: format!("Tool said: {}", obs.title.to_uppercase()),
+            subtitle: String::new(),
+            facts: obs.facts.iter().map(|f| format!("- {} (2 files found)", f.replace(": ", " = "))).collect(),
+            ..obs.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn rewording_observations_does_not_change_a_summary() {
+        let ctx = sample_context(sample_tools());
+        let before = summarize(&ctx, FINAL_MESSAGE).await;
+
+        let mut reworded_ctx = ctx.clone();
+        reworded_ctx.observations = ctx.observations.iter().map(reworded).collect();
+        assert_ne!(reworded_ctx.observations, ctx.observations);
+        assert_eq!(summarize(&reworded_ctx, FINAL_MESSAGE).await, before);
+        assert_eq!(before.investigated, "Searched for \"refund\" (2 files); read src/report.rs");
+        assert_eq!(before.completed, "Edited src/report.rs; ran cargo test -q: test result: ok. 14 passed; 0 failed");
+
+        // The summary is told from the tool uses alone: without the observations it is the same.
+        reworded_ctx.observations.clear();
+        assert_eq!(summarize(&reworded_ctx, FINAL_MESSAGE).await, before);
+    }
+
+    #[tokio::test]
+    async fn a_summary_takes_counts_and_verbs_from_the_tool_uses_not_from_facts() {
+        let tools = vec![
+            // Its input becomes the fact "3: items found", which the summary once took for a match count.
+            tool("mcp__tracker__list", json!({"3": "items found"}), json!({})),
+            tool(
+                "Glob",
+                json!({"pattern": "**/*.rs"}),
+                json!({"filenames": ["a.rs", "b.rs"], "numFiles": 100, "truncated": true}),
+            ),
+            tool(
+                "Write",
+                json!({"file_path": format!("{CWD}/src/refund.rs"), "content": "x\n"}),
+                json!({"type": "create"}),
+            ),
+            tool(
+                "Write",
+                json!({"file_path": format!("{CWD}/README.md"), "content": "x\n"}),
+                json!({"type": "update"}),
+            ),
+            tool("Bash", json!({"command": "git push"}), json!({"stderr": "rejected", "exit_code": 1})),
+        ];
+        let ctx = sample_context(tools);
+        assert!(ctx.observations[0].facts.contains(&"3: items found".to_string()));
+        let summary = summarize(&ctx, "").await;
+        assert_eq!(summary.investigated, "Used list (tracker); listed files matching **/*.rs");
+        assert_eq!(summary.completed, "Created src/refund.rs; wrote README.md; ran git push: exit code 1");
+        assert_eq!(summary.files_edited, strings(&["src/refund.rs", "README.md"]));
+    }
+
+    #[tokio::test]
+    async fn pruned_tool_uses_fall_back_to_observation_titles_and_files() {
+        let mut tools = sample_tools();
+        tools.push(tool("TodoWrite", json!({"todos": [{"content": "Fix it", "status": "completed"}]}), json!({})));
+        let mut ctx = sample_context(tools);
+        ctx.tool_uses.clear();
+        let summary = summarize(&ctx, FINAL_MESSAGE).await;
+        assert_eq!(summary.request, PROMPT);
+        assert_eq!(summary.investigated, "Searched for \"refund\"; Read report.rs");
+        assert_eq!(summary.completed, "Edited report.rs; Run the test suite");
+        assert_eq!(summary.files_read, strings(&["src/report.rs", "src/txn.rs"]));
+        assert_eq!(summary.files_edited, strings(&["src/report.rs"]));
+
+        // Only titles and file lists are read: other facts and subtitles change nothing.
+        for obs in &mut ctx.observations {
+            obs.subtitle = "reworded".into();
+            obs.facts = vec!["command: rm -rf /".into(), "9 files matched".into()];
+        }
+        assert_eq!(summarize(&ctx, FINAL_MESSAGE).await, summary);
+
+        // Neither tool uses nor observations: the summary rests on the messages.
+        ctx.observations.clear();
+        let summary = summarize(&ctx, FINAL_MESSAGE).await;
+        assert_eq!(summary.completed, "Fixed: `balance` in src/report.rs added refund amounts twice.");
+        assert_eq!(summary.investigated, "");
     }
 
     #[tokio::test]
@@ -1636,17 +2090,14 @@ mod tests {
         assert_eq!(clipped.chars().count(), 10);
         assert!(clipped.ends_with('…'));
 
-        let obs = observe(&tool(
-            "Bash",
-            json!({"command": long, "description": "ünïcödé ".repeat(30)}),
-            json!({"stdout": long}),
-        ))
-        .await;
+        let bash =
+            tool("Bash", json!({"command": long, "description": "ünïcödé ".repeat(30)}), json!({"stdout": long}));
+        let obs = observe(&bash).await;
         assert_eq!(obs.title.chars().count(), TITLE_MAX);
         assert!(obs.title.starts_with("ünïcödé"));
         assert!(obs.facts.iter().all(|f| f.chars().count() <= FACT_MAX));
 
-        let mut ctx = sample_context(vec![obs]);
+        let mut ctx = sample_context(vec![bash]);
         ctx.prompts = vec![long.clone(), long.clone()];
         let summary = summarize(&ctx, &format!("{long} Next steps: {long}")).await;
         assert_eq!(summary.request.chars().count(), TEXT_MAX);

@@ -26,6 +26,9 @@ pub struct SessionContext {
     pub prompts: Vec<String>,
     /// Observations already made in that span, oldest first.
     pub observations: Vec<NewObservation>,
+    /// For a summary: the tool uses of the same span, oldest first, as far as the store still holds them (a
+    /// message pruned by retention takes its tool use with it; its observations stay). Empty for a tool use.
+    pub tool_uses: Vec<ToolUse>,
 }
 
 /// Why a provider call did not produce memory, and what to do about it.

@@ -271,6 +271,7 @@ impl Consumer {
             prompt_number: message.prompt_number,
             prompts: Vec::new(),
             observations: Vec::new(),
+            tool_uses: Vec::new(),
         };
         let tool_name = match &message.payload {
             Payload::Observation(tool) => {
@@ -280,10 +281,16 @@ impl Consumer {
             }
             Payload::Summarize(_) => {
                 let prompt_number = message.prompt_number;
-                let (prompts, observations) =
-                    self.ctx.store.read(move |c| memories::span(c, session_id, prompt_number)).await?;
+                let span = move |c: &Connection| {
+                    Ok((
+                        memories::span(c, session_id, prompt_number)?,
+                        messages::span_tool_uses(c, session_id, prompt_number)?,
+                    ))
+                };
+                let ((prompts, observations), tool_uses) = self.ctx.store.read(span).await?;
                 context.prompts = prompts;
                 context.observations = observations;
+                context.tool_uses = tool_uses;
                 String::new()
             }
         };
@@ -415,10 +422,9 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
         }
         Outcome::Summarized(summary) => {
             if messages::complete(c, message_id, attempt, now)? {
-                Applied::Summary(
-                    memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?,
-                    summary,
-                )
+                let id = memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?;
+                messages::drop_span_payloads(c, session_id, prompt_number)?;
+                Applied::Summary(id, summary)
             } else {
                 Applied::Stale
             }

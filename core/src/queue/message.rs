@@ -33,7 +33,7 @@ pub enum MessageStatus {
     Pending,
     /// Claimed by a consumer.
     Processing,
-    /// Done; its payload is dropped.
+    /// Done; a summarize's payload is dropped, an observation's kept for its summary until retention.
     Processed,
     /// Gave up after the last attempt; `last_error` says why.
     Failed,

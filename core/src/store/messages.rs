@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, StoreError};
-use crate::queue::message::{Claimed, MessageInfo, MessageKind, MessageStatus, Payload};
+use crate::queue::message::{Claimed, MessageInfo, MessageKind, MessageStatus, Payload, ToolUse};
 
 /// The next pending message of a session, by queue order. A seek on `messages_status`.
 pub const NEXT_PENDING_SQL: &str = "SELECT id, kind, payload, attempts, prompt_number, available_at \
@@ -90,16 +90,32 @@ pub fn claim_next(conn: &Connection, session_id: i64, now: i64) -> Result<Claim>
     Ok(Claim::Message(Box::new(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number })))
 }
 
-/// Marks a claimed message processed and drops its payload. False when the claim is no longer current
-/// (the message was retried, aborted or reset meanwhile): the caller must then store nothing.
+/// Marks a claimed message processed. A summarize's payload is dropped; an observation's tool use is kept for
+/// the summary of its span ([`span_tool_uses`]) until that summary is committed ([`drop_span_payloads`]) or
+/// retention prunes the row. False when the claim is no
+/// longer current (the message was retried, aborted or reset meanwhile): the caller must then store nothing.
 pub fn complete(conn: &Connection, id: i64, attempt: u32, now: i64) -> Result<bool> {
     let n = conn
         .prepare_cached(
-            "UPDATE messages SET status = 'processed', payload = NULL, last_error = NULL, completed_at = ?3
+            "UPDATE messages SET status = 'processed', payload = CASE WHEN kind = 'observation' THEN payload END,
+                 last_error = NULL, completed_at = ?3
              WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
         )?
         .execute(params![id, attempt, now])?;
     Ok(n == 1)
+}
+
+/// Drops the tool uses of a summarized span (processed observation messages up to `prompt_number`): once
+/// the summary is committed nothing needs them, and tool output (file contents, command output) is not kept
+/// longer than that.
+pub fn drop_span_payloads(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE messages SET payload = NULL
+             WHERE session_id = ?1 AND status = 'processed' AND kind = 'observation' AND payload IS NOT NULL
+                 AND prompt_number <= ?2",
+        )?
+        .execute(params![session_id, prompt_number])?)
 }
 
 /// What became of a failed attempt.
@@ -191,6 +207,28 @@ pub fn has_pending(conn: &Connection, session_id: i64) -> Result<bool> {
     let mut stmt =
         conn.prepare_cached("SELECT 1 FROM messages WHERE session_id = ?1 AND status = 'pending' LIMIT 1")?;
     Ok(stmt.exists([session_id])?)
+}
+
+/// The tool uses of a summary's span, in queue order: the payloads of the session's processed observation
+/// messages after the previous summary's prompt, up to and including `prompt_number` (the span of
+/// `memories::span`). Messages pruned by retention, and those processed before payloads were kept, are missing.
+pub fn span_tool_uses(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<Vec<ToolUse>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT payload FROM messages
+         WHERE session_id = ?1 AND status = 'processed' AND kind = 'observation' AND payload IS NOT NULL
+             AND prompt_number <= ?2
+             AND prompt_number > (SELECT coalesce(max(prompt_number), 0) FROM summaries
+                                  WHERE session_id = ?1 AND prompt_number < ?2)
+         ORDER BY id",
+    )?;
+    let payloads = stmt.query_map(params![session_id, prompt_number], |r| r.get::<_, String>(0))?;
+    let mut tools = Vec::new();
+    for payload in payloads {
+        if let Payload::Observation(tool) = Payload::from_json(MessageKind::Observation, &payload?)? {
+            tools.push(tool);
+        }
+    }
+    Ok(tools)
 }
 
 /// A message a queue operation changed, with what its events need.
@@ -298,4 +336,79 @@ pub fn list(conn: &Connection, filter: MessageFilter, stuck_before: i64, limit: 
         })
     })?;
     rows.collect::<Result<_, _>>().map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{NewObservation, NewSummary};
+    use crate::queue::message::SummaryRequest;
+    use crate::store::{memories, sessions};
+
+    fn tool(id: &str) -> ToolUse {
+        ToolUse {
+            tool_name: "Read".into(),
+            tool_input: serde_json::json!({"file_path": format!("/p/{id}.rs")}),
+            tool_response: serde_json::json!({}),
+            cwd: "/p".into(),
+            tool_use_id: Some(id.into()),
+        }
+    }
+
+    /// Queues a message under the session's current prompt and, when `processed`, processes it (an observation
+    /// gets its observation, a summarize its summary).
+    fn message(conn: &Connection, session_id: i64, payload: Payload, processed: bool) -> i64 {
+        let prompt: i64 =
+            conn.query_row("SELECT prompt_counter FROM sessions WHERE id = ?1", [session_id], |r| r.get(0)).unwrap();
+        let Enqueued::New(id) = enqueue(conn, session_id, &payload, prompt, None, 1).unwrap() else { panic!() };
+        if processed {
+            let Claim::Message(claimed) = claim_next(conn, session_id, 1).unwrap() else { panic!() };
+            assert!(complete(conn, claimed.id, claimed.attempts, 2).unwrap());
+            match payload {
+                Payload::Observation(t) => {
+                    let obs = NewObservation { title: t.tool_use_id.unwrap(), ..Default::default() };
+                    memories::insert_observations(conn, session_id, id, prompt, "Read", &[obs], 2).unwrap();
+                }
+                Payload::Summarize(_) => {
+                    memories::insert_summary(conn, session_id, id, prompt, &NewSummary::default(), 2).unwrap();
+                }
+            }
+        }
+        id
+    }
+
+    fn ids(tools: Vec<ToolUse>) -> Vec<String> {
+        tools.into_iter().map(|t| t.tool_use_id.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_span_holds_its_processed_tool_uses_in_queue_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let (session, _) = sessions::ensure(&conn, "a", "p", 0).unwrap();
+        let s = session.id;
+        let summarize = || Payload::Summarize(SummaryRequest::default());
+        sessions::record_prompt(&conn, s, Some("first"), None, 0).unwrap();
+        message(&conn, s, Payload::Observation(tool("t1")), true);
+        message(&conn, s, summarize(), true);
+        sessions::record_prompt(&conn, s, Some("second"), None, 0).unwrap();
+        message(&conn, s, Payload::Observation(tool("t2")), true);
+        sessions::record_prompt(&conn, s, Some("third"), None, 0).unwrap();
+        message(&conn, s, Payload::Observation(tool("t3")), true);
+        message(&conn, s, Payload::Observation(tool("t4")), false);
+
+        assert_eq!(ids(span_tool_uses(&conn, s, 1).unwrap()), ["t1"], "the first summary's span");
+        assert_eq!(ids(span_tool_uses(&conn, s, 3).unwrap()), ["t2", "t3"], "after the first summary's prompt");
+        assert_eq!(span_tool_uses(&conn, s, 3).unwrap()[0], tool("t2"), "the payload as queued");
+        assert_eq!(memories::span(&conn, s, 3).unwrap().1.len(), 2, "the same span as its observations");
+        let summarize_payload: Option<String> =
+            conn.query_row("SELECT payload FROM messages WHERE kind = 'summarize'", [], |r| r.get(0)).unwrap();
+        assert_eq!(summarize_payload, None, "a processed summarize keeps no payload");
+
+        conn.execute("UPDATE messages SET completed_at = 0 WHERE payload LIKE '%t2%'", []).unwrap();
+        assert_eq!(prune(&conn, 1).unwrap(), 1);
+        assert_eq!(ids(span_tool_uses(&conn, s, 3).unwrap()), ["t3"], "a pruned message's tool use is gone");
+        assert_eq!(memories::span(&conn, s, 3).unwrap().1.len(), 2, "its observation stays");
+    }
 }
