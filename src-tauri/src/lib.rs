@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`link`]: reaches the core (embedded or attached) and publishes its status and notices.
 //! - [`tray`]: the icon (idle, spinning, attention, error) and the menu.
-//! - [`notifications`]: summary and failure notifications over D-Bus, coalesced.
+//! - [`notifications`]: summary and failure notifications through notify-rust, coalesced.
 //! - [`inspector`]: the inspector window, the server's web UI, created on demand.
 //! - [`autostart`]: start at login through the autostart plugin.
 //! - [`prefs`]: the tray's own choices.

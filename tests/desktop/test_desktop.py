@@ -282,6 +282,8 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(first["title"], "Summary ready — ledger")
         self.assertIn("Fix the totals", first["body"])
         self.assertIn("default", first["actions"])
+        self.assertEqual(first["app"], "memtray")
+        self.assertEqual(first["hints"].get("desktop-entry"), "memtray")
         # Three summaries at once: one notification that counts them.
         for n, project in enumerate(["ledger", "api", "web"]):
             summarized_session(app, f"b{n}", project)
