@@ -141,6 +141,8 @@ type Click = BoxFuture<'static, bool>;
 /// connection the notification was sent on. No thread waits.
 #[cfg(all(unix, not(target_os = "macos")))]
 mod platform {
+    use std::panic::AssertUnwindSafe;
+
     use futures_util::FutureExt;
     use notify_rust::{Hint, Notification, NotificationResponse};
 
@@ -152,7 +154,7 @@ mod platform {
 
     pub async fn show(notification: Notification) -> Result<Click, ShowError> {
         let handle = notification.show_async().await?;
-        Ok(async move {
+        let wait = async move {
             let mut clicked = false;
             handle
                 .wait_for_action_async(|response: &NotificationResponse| {
@@ -160,8 +162,9 @@ mod platform {
                 })
                 .await;
             clicked
-        }
-        .boxed())
+        };
+        // notify-rust panics if the bus refuses the signal subscription; that loses this click, not the notifier.
+        Ok(AssertUnwindSafe(wait).catch_unwind().map(|clicked| clicked.unwrap_or(false)).boxed())
     }
 }
 
