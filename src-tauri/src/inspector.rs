@@ -4,6 +4,8 @@
 //!
 //! The protocol is one line per message: [`Command`]s on the process's stdin, [`Reply`]s on its stdout.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -117,7 +119,7 @@ impl Inspector {
     pub fn start(cancel: &CancellationToken, tracker: &TaskTracker) -> Inspector {
         let (requests, rx) = mpsc::channel(QUEUED);
         let (cancel, reapers) = (cancel.clone(), tracker.clone());
-        tauri::async_runtime::spawn(tracker.track_future(supervise(rx, cancel, reapers)));
+        tauri::async_runtime::spawn(tracker.track_future(supervise(rx, Launcher::this_app(), cancel, reapers)));
         Inspector { requests }
     }
 
@@ -141,6 +143,30 @@ pub fn open(app: &AppHandle, base_url: &str, session_id: Option<i64>) {
     }
 }
 
+/// What starts an inspector process: this executable with [`ARG`], or in tests a stand-in.
+struct Launcher {
+    /// `None`: this executable.
+    program: Option<PathBuf>,
+    /// Before the address.
+    args: Vec<OsString>,
+}
+
+impl Launcher {
+    fn this_app() -> Launcher {
+        Launcher { program: None, args: vec![ARG.into()] }
+    }
+
+    fn command(&self, address: &str) -> std::io::Result<tokio::process::Command> {
+        let program = match &self.program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe()?,
+        };
+        let mut command = tokio::process::Command::new(program);
+        command.args(&self.args).arg(address);
+        Ok(command)
+    }
+}
+
 /// The running inspector process, as the tray sees it. Dropping it closes the process's stdin (it closes and
 /// exits) and tells its reaper to kill it if it has not after [`EXIT_GRACE`].
 struct Running {
@@ -158,11 +184,15 @@ struct Running {
 
 impl Running {
     /// Starts `memtray-desktop --inspector <address>` and a reaper for it.
-    fn spawn(address: &str, cancel: &CancellationToken, tracker: &TaskTracker) -> Result<Running, InspectorError> {
-        let exe = std::env::current_exe().map_err(InspectorError::Spawn)?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg(ARG)
-            .arg(address)
+    fn spawn(
+        launcher: &Launcher,
+        address: &str,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Running, InspectorError> {
+        let mut child = launcher
+            .command(address)
+            .map_err(InspectorError::Spawn)?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -173,7 +203,8 @@ impl Running {
         };
         tracing::info!(pid = child.id(), %address, "inspector process started");
         let let_go = cancel.child_token();
-        tauri::async_runtime::spawn(tracker.track_future(reap(child, let_go.clone())));
+        // On the supervisor's runtime, which owns the child's reaping.
+        tracker.spawn(reap(child, let_go.clone()));
         Ok(Running {
             stdin,
             replies: BufReader::new(stdout).lines(),
@@ -201,7 +232,12 @@ impl Running {
 }
 
 /// Owns the inspector process: at most one at a time takes commands (one that is leaving may still be exiting).
-async fn supervise(mut requests: mpsc::Receiver<Request>, cancel: CancellationToken, tracker: TaskTracker) {
+async fn supervise(
+    mut requests: mpsc::Receiver<Request>,
+    launcher: Launcher,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut running: Option<Running> = None;
     loop {
         tokio::select! {
@@ -216,15 +252,18 @@ async fn supervise(mut requests: mpsc::Receiver<Request>, cancel: CancellationTo
                         Command::Focus
                     };
                     match process.send(&command, &request.address).await {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            tracing::debug!(command = %command.line(), "sent to the inspector process");
+                            continue;
+                        }
                         Err(e) => tracing::info!(error = %e, "starting another inspector process"),
                     }
                 }
-                running = start(&request.address, &cancel, &tracker);
+                running = start(&launcher, &request.address, &cancel, &tracker);
             }
             reply = async { running.as_mut().expect("running").replies.next_line().await }, if running.is_some() => {
                 match reply {
-                    Ok(Some(line)) => match Reply::parse(&line) {
+                    Ok(Some(line)) => match Reply::parse(&line).inspect(|r| tracing::debug!(reply = r.line(), "the inspector process replied")) {
                         Some(Reply::Done) => {
                             if let Some(process) = running.as_mut() {
                                 process.unanswered = process.unanswered.saturating_sub(1);
@@ -243,15 +282,15 @@ async fn supervise(mut requests: mpsc::Receiver<Request>, cancel: CancellationTo
                 // Closing or gone: a command it took and did not do goes to a new process.
                 let Some(left) = running.take() else { continue };
                 if left.unanswered > 0 {
-                    running = start(&left.wanted, &cancel, &tracker);
+                    running = start(&launcher, &left.wanted, &cancel, &tracker);
                 }
             }
         }
     }
 }
 
-fn start(address: &str, cancel: &CancellationToken, tracker: &TaskTracker) -> Option<Running> {
-    match Running::spawn(address, cancel, tracker) {
+fn start(launcher: &Launcher, address: &str, cancel: &CancellationToken, tracker: &TaskTracker) -> Option<Running> {
+    match Running::spawn(launcher, address, cancel, tracker) {
         Ok(process) => Some(process),
         Err(e) => {
             tracing::error!(error = %e, "could not open the inspector");
@@ -299,5 +338,88 @@ mod tests {
         assert_eq!(Command::parse("navigate  "), None);
         assert_eq!(Command::parse("jump http://x"), None);
         assert_eq!(Reply::parse("Gtk-WARNING something"), None);
+    }
+
+    /// A supervisor over a shell script standing in for the inspector process.
+    #[cfg(unix)]
+    struct StandIn {
+        log: std::path::PathBuf,
+        requests: mpsc::Sender<Request>,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+        _dir: tempfile::TempDir,
+    }
+
+    #[cfg(unix)]
+    impl StandIn {
+        /// `script` gets the address as `$1` and `$LOG` as a file to write to.
+        fn start(script: &str) -> StandIn {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("log");
+            let launcher = Launcher {
+                program: Some("sh".into()),
+                args: vec!["-c".into(), format!("LOG='{}'\n{script}", log.display()).into(), "stand-in".into()],
+            };
+            let (requests, rx) = mpsc::channel(QUEUED);
+            let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+            tracker.spawn(supervise(rx, launcher, cancel.clone(), tracker.clone()));
+            StandIn { log, requests, cancel, tracker, _dir: dir }
+        }
+
+        async fn open(&self, address: &str, navigate: bool) {
+            self.requests.send(Request { address: address.into(), navigate }).await.unwrap();
+        }
+
+        async fn log_once(&self, lines: usize) -> Vec<String> {
+            for _ in 0..500 {
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let got: Vec<String> = text.lines().map(str::to_string).collect();
+                if got.len() >= lines {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the stand-in wrote {:?}", std::fs::read_to_string(&self.log));
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            self.tracker.close();
+            let waited = tokio::time::timeout(EXIT_GRACE + Duration::from_secs(3), self.tracker.wait()).await;
+            assert!(waited.is_ok(), "the supervisor and the reapers stop");
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn commands_go_to_the_open_process_and_one_it_left_undone_to_a_new_one() {
+        let stand_in = StandIn::start(
+            r#"echo "start $1" >> "$LOG"
+while read -r cmd; do
+  echo "$cmd" >> "$LOG"
+  case "$cmd" in *leave*) echo closing; exit 0;; esac
+  echo done
+done"#,
+        );
+        stand_in.open("http://a/", false).await;
+        assert_eq!(stand_in.log_once(1).await, ["start http://a/"]);
+        stand_in.open("http://a/", false).await;
+        stand_in.open("http://a/#/sessions/2", true).await;
+        assert_eq!(stand_in.log_once(3).await[1..], ["focus", "navigate http://a/#/sessions/2"]);
+        // This one closes instead of doing it: a new process is started there.
+        stand_in.open("http://a/#/leave", true).await;
+        assert_eq!(stand_in.log_once(5).await[3..], ["navigate http://a/#/leave", "start http://a/#/leave"]);
+        stand_in.stop().await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_process_that_does_not_exit_when_let_go_is_killed() {
+        let stand_in = StandIn::start(r#"echo "$$" >> "$LOG"; exec sleep 60"#);
+        stand_in.open("http://a/", false).await;
+        let pid = stand_in.log_once(1).await[0].clone();
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        stand_in.stop().await;
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "killed and reaped");
     }
 }

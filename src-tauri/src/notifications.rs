@@ -259,6 +259,8 @@ impl Shown {
         self.tokens.push_back(token.clone());
         self.clicks.push(Box::pin(async move {
             tokio::select! {
+                // A click given up stays given up, even if the user clicked it meanwhile.
+                biased;
                 _ = token.cancelled() => None,
                 clicked = click => clicked.then_some(opens),
             }

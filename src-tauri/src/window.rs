@@ -59,8 +59,8 @@ pub fn run(address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Carries out commands until stdin ends (the tray closed it, or died).
-async fn follow_stdin(app: &AppHandle, closing: &AtomicBool) {
+/// Reads commands until stdin ends (the tray closed it, or died).
+async fn follow_stdin(app: &AppHandle, closing: &Arc<AtomicBool>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = match lines.next_line().await {
@@ -75,24 +75,34 @@ async fn follow_stdin(app: &AppHandle, closing: &AtomicBool) {
             tracing::warn!(%line, "not a command");
             continue;
         };
-        let Some(window) = app.get_webview_window(LABEL) else { return };
-        if closing.load(Ordering::SeqCst) {
-            continue;
+        // On the main thread, where the window's close is handled: a command is done before the close or not at
+        // all, never answered after the tray was told the window is closing.
+        let (handle, closing) = (app.clone(), closing.clone());
+        if let Err(e) = app.run_on_main_thread(move || carry_out(&handle, &closing, command)) {
+            tracing::warn!(error = %e, "the window's event loop is gone");
+            return;
         }
-        if let Command::Navigate(address) = command {
-            tracing::info!(%address, "the inspector goes to");
-            match address.parse::<tauri::Url>() {
-                Ok(url) => {
-                    if let Err(e) = window.navigate(url) {
-                        tracing::warn!(error = %e, "could not show the session");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, %address, "not an inspector address"),
-            }
-        }
-        raise(&window);
-        reply(Reply::Done);
     }
+}
+
+fn carry_out(app: &AppHandle, closing: &AtomicBool, command: Command) {
+    let Some(window) = app.get_webview_window(LABEL) else { return };
+    if closing.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Command::Navigate(address) = command {
+        tracing::info!(%address, "the inspector goes to");
+        match address.parse::<tauri::Url>() {
+            Ok(url) => {
+                if let Err(e) = window.navigate(url) {
+                    tracing::warn!(error = %e, "could not show the session");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, %address, "not an inspector address"),
+        }
+    }
+    raise(&window);
+    reply(Reply::Done);
 }
 
 fn raise(window: &WebviewWindow) {
