@@ -4,13 +4,15 @@
 //! # Layout
 //! - [`link`]: reaches the core (embedded or attached) and publishes its status and notices.
 //! - [`tray`]: the icon (idle, spinning, attention, error) and the menu.
-//! - [`notifications`]: summary and failure notifications over D-Bus, coalesced.
-//! - [`inspector`]: the inspector window, the server's web UI, created on demand.
+//! - [`notifications`]: summary and failure notifications through notify-rust, coalesced.
+//! - [`inspector`]: the inspector, the server's web UI, in a process of its own started on demand.
+//! - [`window`]: that process (`memtray-desktop --inspector URL`): the one inspector window.
 //! - [`autostart`]: start at login through the autostart plugin.
 //! - [`prefs`]: the tray's own choices.
 //!
 //! Shutdown (Quit, SIGTERM, SIGINT) is ordered: the tray and the notifier stop following, then the core
-//! stops (its claimed messages go back to `pending`), then the process exits.
+//! stops (its claimed messages go back to `pending`), then the process exits. The inspector process is a
+//! follower: it is ended with the tray.
 
 pub mod autostart;
 pub mod inspector;
@@ -18,6 +20,7 @@ pub mod link;
 pub mod notifications;
 pub mod prefs;
 pub mod tray;
+pub mod window;
 
 use std::future::Future;
 use std::time::Duration;
@@ -81,11 +84,7 @@ impl Shell {
 
 /// Starts the desktop app and runs it until Quit.
 pub fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMTRAY_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let (config, paths) = Config::load().context("cannot read the configuration")?;
     let at_login = std::env::args().any(|a| a == autostart::ARG);
     let app = tauri::Builder::default()
@@ -105,6 +104,7 @@ pub fn run() -> anyhow::Result<()> {
                 tracker: TaskTracker::new(),
             };
             app.manage(shell.clone());
+            app.manage(inspector::Inspector::start(&shell.cancel, &shell.tracker));
             tray::create(app.handle(), &shell)?;
             let notifier =
                 notifications::run(app.handle().clone(), shell.link.clone(), shell.prefs.clone(), shell.link.notices());
@@ -137,7 +137,7 @@ pub fn run() -> anyhow::Result<()> {
             }
             Ok(())
         })
-        .build(tauri::generate_context!("../tauri.conf.json"))
+        .build(context())
         .context("cannot start the desktop app")?;
     app.run(|_app, event| {
         // Closing the inspector must not end a tray app; only Quit (an explicit exit code) does.
@@ -146,6 +146,20 @@ pub fn run() -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Logs to stderr, filtered by `MEMTRAY_LOG`; the tray and the inspector process alike.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMTRAY_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The app's configuration and icons, for the tray and the inspector process alike.
+fn context() -> tauri::Context {
+    tauri::generate_context!("../tauri.conf.json")
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

@@ -2,17 +2,20 @@
 //! notification saying how many), and "N messages failed in <project>" once per session until a retry.
 //! Clicking one opens the inspector at its session.
 //!
-//! Spoken over D-Bus to `org.freedesktop.Notifications`; with no bus or no service the app logs once and runs on.
+//! Shown through notify-rust: over D-Bus on Linux and the BSDs, the system's centre elsewhere. With no service the
+//! app logs once and runs on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use notify_rust::Notification;
 use tauri::AppHandle;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use zbus::proxy::CacheProperties;
-use zbus::zvariant::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::inspector;
 use crate::link::{Link, Notice};
@@ -22,11 +25,9 @@ use crate::prefs::Prefs;
 const QUIET: Duration = Duration::from_secs(2);
 /// ...or this long after it began, whichever comes first.
 const LONGEST_WAIT: Duration = Duration::from_secs(6);
-/// How many shown notifications remember which session they open.
-const REMEMBERED: usize = 64;
-
-const SERVICE: &str = "org.freedesktop.Notifications";
-const PATH: &str = "/org/freedesktop/Notifications";
+/// How many shown notifications still wait for a click, at most; past this the oldest is given up. On D-Bus each
+/// one holds the connection it was sent on (some servers send the click only there).
+const WATCHED: usize = 16;
 
 /// A notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,60 +122,155 @@ fn one_line(text: &str, max_chars: usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
-/// The D-Bus side: show a notification, learn which one was clicked.
-struct Daemon {
-    proxy: zbus::Proxy<'static>,
-    /// Set once a failure was logged, so a missing service is reported once.
+/// Why a notification could not be shown.
+#[derive(Debug, thiserror::Error)]
+enum ShowError {
+    /// No bus, no service, or the service refused it.
+    #[error("the notification service: {0}")]
+    Service(#[from] notify_rust::error::Error),
+    /// The thread that shows it (macOS, Windows) stopped before saying.
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    #[error("the notification thread stopped")]
+    Thread,
+}
+
+/// Resolves once the user acts on a shown notification or it goes away: whether it was clicked.
+type Click = BoxFuture<'static, bool>;
+
+/// Linux and the BSDs: sent over D-Bus on this runtime; the click is the `ActionInvoked` signal, awaited on the
+/// connection the notification was sent on. No thread waits.
+#[cfg(all(unix, not(target_os = "macos")))]
+mod platform {
+    use std::panic::AssertUnwindSafe;
+
+    use futures_util::FutureExt;
+    use notify_rust::{Hint, Notification, NotificationResponse};
+
+    use super::{Click, ShowError};
+
+    pub fn desktop_entry(notification: &mut Notification) {
+        notification.hint(Hint::DesktopEntry("memtray".into()));
+    }
+
+    pub async fn show(notification: Notification) -> Result<Click, ShowError> {
+        let handle = notification.show_async().await?;
+        let wait = async move {
+            let mut clicked = false;
+            handle
+                .wait_for_action_async(|response: &NotificationResponse| {
+                    clicked = matches!(response, NotificationResponse::Default | NotificationResponse::Action(_));
+                })
+                .await;
+            clicked
+        };
+        // notify-rust panics if the bus refuses the signal subscription; that loses this click, not the notifier.
+        Ok(AssertUnwindSafe(wait).catch_unwind().map(|clicked| clicked.unwrap_or(false)).boxed())
+    }
+}
+
+/// macOS and Windows: notify-rust's calls block until the user acts, so each runs on a blocking thread. At most
+/// [`BLOCKED`](platform::BLOCKED) threads wait for a click at once; past that a notification is shown without one.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+mod platform {
+    use std::sync::{Arc, LazyLock};
+
+    use futures_util::FutureExt;
+    use notify_rust::{Notification, NotificationResponse};
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::{Click, ShowError};
+
+    /// How many threads may wait for a click.
+    pub const BLOCKED: usize = 4;
+
+    /// One permit per thread allowed to wait for a click; a thread gives its permit back when it ends.
+    static WAITERS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(BLOCKED)));
+
+    pub fn desktop_entry(_notification: &mut Notification) {}
+
+    pub async fn show(notification: Notification) -> Result<Click, ShowError> {
+        let permit = WAITERS.clone().try_acquire_owned().ok();
+        let (shown_tx, shown_rx) = oneshot::channel();
+        let (click_tx, click_rx) = oneshot::channel();
+        tauri::async_runtime::spawn_blocking(move || {
+            let handle = notification.show();
+            let (handle, shown) = match handle {
+                Ok(handle) => (Some(handle), Ok(())),
+                Err(e) => (None, Err(e)),
+            };
+            let _ = shown_tx.send(shown);
+            // Without a permit the handle is dropped: the notification stays, nothing waits for it.
+            let (Some(handle), Some(_permit)) = (handle, permit) else { return };
+            let mut clicked = false;
+            let _ = handle.wait_for_response(|response: &NotificationResponse| {
+                clicked = matches!(response, NotificationResponse::Default | NotificationResponse::Action(_));
+            });
+            let _ = click_tx.send(clicked);
+        });
+        shown_rx.await.map_err(|_| ShowError::Thread)??;
+        Ok(click_rx.map(|clicked| clicked.unwrap_or(false)).boxed())
+    }
+}
+
+/// The notifications shown and not yet acted on: each one's click, and what it opens.
+struct Shown {
+    /// The clicks being awaited; polled by [`run`]'s loop, so no task holds them and they end with it.
+    clicks: FuturesUnordered<BoxFuture<'static, Option<Option<i64>>>>,
+    /// One token per awaited click, oldest first; cancelling one gives that click up (it resolves to `None`).
+    tokens: VecDeque<CancellationToken>,
+    /// Set once a failure was logged, so a missing service is reported once (until a notification is shown).
     told: bool,
 }
 
-impl Daemon {
-    async fn connect() -> zbus::Result<Daemon> {
-        let conn = zbus::Connection::session().await?;
-        let proxy = zbus::proxy::Builder::new(&conn)
-            .destination(SERVICE)?
-            .path(PATH)?
-            .interface(SERVICE)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
-        Ok(Daemon { proxy, told: false })
+impl Shown {
+    fn new() -> Shown {
+        Shown { clicks: FuturesUnordered::new(), tokens: VecDeque::new(), told: false }
     }
 
-    async fn show(&mut self, note: &Note) -> Option<u32> {
-        let hints: HashMap<&str, Value<'_>> = HashMap::from([("desktop-entry", Value::from("memtray"))]);
-        let actions = vec!["default", "Open inspector"];
-        let args = ("memtray", 0u32, "", note.title.as_str(), note.body.as_str(), actions, hints, -1i32);
-        match self.proxy.call::<_, _, u32>("Notify", &args).await {
-            Ok(id) => {
+    /// Shows a notification and starts awaiting its click.
+    async fn show(&mut self, note: &Note) {
+        let mut notification = Notification::new();
+        notification.appname("memtray").summary(&note.title).body(&note.body).action("default", "Open inspector");
+        platform::desktop_entry(&mut notification);
+        let click = match platform::show(notification).await {
+            Ok(click) => {
                 self.told = false;
-                Some(id)
+                click
             }
             Err(e) => {
                 if !std::mem::replace(&mut self.told, true) {
                     tracing::warn!(error = %e, "no desktop notification service; notifications are not shown");
                 }
-                None
+                return;
             }
+        };
+        self.watch(click, note.session_id);
+    }
+
+    /// Awaits a shown notification's click, giving up the oldest past [`WATCHED`].
+    fn watch(&mut self, click: Click, opens: Option<i64>) {
+        // Tokens of clicks already resolved linger here harmlessly, so at most WATCHED clicks are awaited.
+        if self.tokens.len() == WATCHED
+            && let Some(oldest) = self.tokens.pop_front()
+        {
+            oldest.cancel();
         }
+        let token = CancellationToken::new();
+        self.tokens.push_back(token.clone());
+        self.clicks.push(Box::pin(async move {
+            tokio::select! {
+                // A click given up stays given up, even if the user clicked it meanwhile.
+                biased;
+                _ = token.cancelled() => None,
+                clicked = click => clicked.then_some(opens),
+            }
+        }));
     }
 }
 
 /// Runs until the notices end: gathers bursts, shows them, opens the inspector when one is clicked.
 pub async fn run(app: AppHandle, link: Link, prefs: Prefs, mut notices: broadcast::Receiver<Notice>) {
-    let mut daemon = match Daemon::connect().await {
-        Ok(daemon) => Some(daemon),
-        Err(e) => {
-            tracing::warn!(error = %e, "no D-Bus session bus; notifications are not shown");
-            None
-        }
-    };
-    let mut clicks = match &daemon {
-        Some(d) => d.proxy.receive_signal("ActionInvoked").await.ok(),
-        None => None,
-    };
-    // Which session each shown notification opens, newest last.
-    let mut opens: Vec<(u32, Option<i64>)> = Vec::new();
+    let mut shown = Shown::new();
     // Sessions already told about their failures; a retry takes a session off.
     let mut told_failed: HashSet<i64> = HashSet::new();
     let mut burst = Burst::default();
@@ -200,19 +296,12 @@ pub async fn run(app: AppHandle, link: Link, prefs: Prefs, mut notices: broadcas
                         break;
                     }
                     tracing::info!(title = %note.title, "notification");
-                    if let Some(id) = match daemon.as_mut() { Some(d) => d.show(&note).await, None => None } {
-                        opens.push((id, note.session_id));
-                        if opens.len() > REMEMBERED {
-                            opens.remove(0);
-                        }
-                    }
+                    shown.show(&note).await;
                 }
             }
-            click = async { clicks.as_mut().expect("subscribed").next().await }, if clicks.is_some() => {
-                let Some(message) = click else { clicks = None; continue };
-                let Ok((id, _action)) = message.body().deserialize::<(u32, String)>() else { continue };
-                if let Some((_, session_id)) = opens.iter().find(|(shown, _)| *shown == id) {
-                    inspector::open(&app, link.base_url(), *session_id);
+            Some(click) = shown.clicks.next(), if !shown.clicks.is_empty() => {
+                if let Some(session_id) = click {
+                    inspector::open(&app, link.base_url(), session_id);
                 }
             }
         }
@@ -257,6 +346,28 @@ mod tests {
         let cut = one_line(&"word ".repeat(100), 20);
         assert_eq!(cut.chars().count(), 20);
         assert!(cut.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn a_click_opens_its_session_and_only_the_newest_clicks_are_awaited() {
+        use futures_util::FutureExt;
+        let mut shown = Shown::new();
+        let (clicked, click) = tokio::sync::oneshot::channel::<bool>();
+        shown.watch(click.map(|c| c.unwrap_or(false)).boxed(), Some(7));
+        for _ in 0..WATCHED {
+            shown.watch(std::future::pending().boxed(), Some(1));
+        }
+        // The first one was given up to make room: it resolves, opening nothing, even when clicked later.
+        let _ = clicked.send(true);
+        assert_eq!(shown.clicks.next().await, Some(None));
+        assert_eq!(shown.clicks.len(), WATCHED);
+        assert_eq!(shown.clicks.next().now_or_never(), None, "the rest still wait");
+        let (clicked, click) = tokio::sync::oneshot::channel::<bool>();
+        shown.watch(click.map(|c| c.unwrap_or(false)).boxed(), Some(9));
+        assert_eq!(shown.clicks.next().await, Some(None), "the oldest waiting one is given up");
+        let _ = clicked.send(true);
+        assert_eq!(shown.clicks.next().await, Some(Some(Some(9))));
+        assert_eq!(shown.clicks.len(), WATCHED - 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -94,7 +94,8 @@ class Notifications(ServiceInterface):
                actions: "as", hints: "a{sv}", expire_timeout: "i") -> "u":  # noqa: F821
         nid = replaces_id or self._next
         self._next += 1
-        self.shown.append({"id": nid, "app": app_name, "title": summary, "body": body, "actions": actions})
+        self.shown.append({"id": nid, "app": app_name, "title": summary, "body": body, "actions": actions,
+                           "hints": {k: v.value for k, v in hints.items()}})
         self.changed.set()
         return nid
 

@@ -66,6 +66,40 @@ def x_windows():
     return names
 
 
+def process_tree(pid):
+    """The process and its descendants, as pids."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry))
+            except OSError:
+                pass
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def inspector_processes(app):
+    """Pids of inspector processes (`memtray-desktop --inspector URL`) pointed at this app's port, anywhere."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(args) > 2 and args[1] == b"--inspector" and args[2].decode(errors="replace").startswith(app.base):
+                found.append(int(entry))
+    return found
+
+
 def close_window(name):
     """What a window manager does when the user clicks a window's close button: WM_DELETE_WINDOW."""
     from Xlib import X, display, protocol
@@ -282,6 +316,8 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(first["title"], "Summary ready — ledger")
         self.assertIn("Fix the totals", first["body"])
         self.assertIn("default", first["actions"])
+        self.assertEqual(first["app"], "memtray")
+        self.assertEqual(first["hints"].get("desktop-entry"), "memtray")
         # Three summaries at once: one notification that counts them.
         for n, project in enumerate(["ledger", "api", "web"]):
             summarized_session(app, f"b{n}", project)
@@ -372,6 +408,84 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         self.assertIsNone(app.proc.poll(), "closing the inspector must not quit the app")
         await tray.click("Open Inspector")
         await until("a new inspector window", lambda: "memtray" in x_windows(), timeout=30)
+
+    async def _open_inspector(self, app, tray):
+        await tray.click("Open Inspector")
+        await until("the inspector window", lambda: "memtray" in x_windows(), timeout=30)
+        (pid,) = await until("the inspector process", lambda: inspector_processes(app))
+        self.assertIn(pid, process_tree(app.proc.pid), "the inspector process is the tray app's child")
+        self.assertNotEqual(pid, app.proc.pid)
+        return pid
+
+    async def test_closing_the_inspector_ends_its_process_and_everything_it_started(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        alone = process_tree(app.proc.pid)
+        first = await self._open_inspector(app, tray)
+        self.assertGreater(len(process_tree(app.proc.pid)), len(alone))
+        self.assertEqual(close_window("memtray"), 1)
+        await until("the inspector process to exit", lambda: not inspector_processes(app))
+        await until("WebKit's processes to go too", lambda: process_tree(app.proc.pid) == [app.proc.pid])
+        self.assertIn("inspector process ended", app.log_text())
+        self.assertNotIn("killing it", app.log_text(), "closing the window should end the process by itself")
+        self.assertIsNone(app.proc.poll())
+        second = await self._open_inspector(app, tray)
+        self.assertNotEqual(first, second)
+
+    async def test_opening_the_inspector_right_after_closing_it_shows_a_new_one(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        first = await self._open_inspector(app, tray)
+        # Open again as soon as the window is gone: the request may reach the closing process before the tray
+        # hears it is closing, and must not be lost.
+        self.assertEqual(close_window("memtray"), 1)
+        await until("the window to go", lambda: "memtray" not in x_windows(), every=0.01)
+        await tray.click("Open Inspector")
+        await until("the closed inspector's process to exit", lambda: first not in inspector_processes(app))
+        (second,) = await until("a new inspector process", lambda: inspector_processes(app), timeout=30)
+        self.assertNotEqual(first, second)
+        await until("its window", lambda: "memtray" in x_windows(), timeout=30)
+
+    async def test_a_notification_click_takes_the_open_inspector_to_its_session(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        pid = await self._open_inspector(app, tray)
+        summarized_session(app, "nav", "ledger")
+        note = (await until("a notification", lambda: self.notifications.shown))[0]
+        session_id = app.get("/api/sessions?limit=1")["sessions"][0]["id"]
+        self.notifications.click(note["id"])
+        await until("the open window to go to the session",
+                    lambda: f"/#/sessions/{session_id}" in app.log_text(), timeout=30)
+        self.assertEqual(inspector_processes(app), [pid], "the open window is reused, not a second one started")
+        self.assertEqual(x_windows().count("memtray"), 1)
+
+    async def test_quit_leaves_no_inspector_process_behind(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        await self._open_inspector(app, tray)
+        await tray.click("Quit")
+        self.assertEqual(await asyncio.to_thread(app.proc.wait, 30), 0)
+        await until("no inspector process", lambda: not inspector_processes(app), timeout=5)
+        await until("no inspector window", lambda: "memtray" not in x_windows(), timeout=5)
+
+    async def test_sigterm_leaves_no_inspector_process_behind(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        await self._open_inspector(app, tray)
+        app.proc.terminate()
+        self.assertEqual(await asyncio.to_thread(app.proc.wait, 30), 0)
+        await until("no inspector process", lambda: not inspector_processes(app), timeout=5)
+        await until("no inspector window", lambda: "memtray" not in x_windows(), timeout=5)
+
+    async def test_a_killed_tray_app_takes_its_inspector_with_it(self):
+        app = self.start()
+        tray = await self.tray_of(app)
+        await self._open_inspector(app, tray)
+        app.proc.kill()
+        await asyncio.to_thread(app.proc.wait, 10)
+        # Its stdin closes with the tray app: it closes its window and exits.
+        await until("no inspector process", lambda: not inspector_processes(app), timeout=10)
+        await until("no inspector window", lambda: "memtray" not in x_windows(), timeout=10)
 
     async def test_start_at_login_writes_and_removes_the_autostart_entry(self):
         # From a folder with a space, so the Exec line needs quoting.
