@@ -32,6 +32,11 @@ impl Clock {
         Clock { kind: Kind::Tokio { start: tokio::time::Instant::now(), start_ms: system_ms() } }
     }
 
+    /// True when this clock follows tokio's time, which tests pause and advance.
+    pub fn is_simulated(&self) -> bool {
+        matches!(self.kind, Kind::Tokio { .. })
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         match self.kind {

@@ -22,7 +22,7 @@ use crate::memory::provider::{self, Provider, ProviderConfigError};
 use crate::queries::Queries;
 use crate::queue::Queue;
 use crate::status::{self, Status};
-use crate::store::{Store, StoreError, messages};
+use crate::store::{Store, StoreError, Writer, messages};
 
 /// How often processed messages past retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -122,7 +122,9 @@ impl Core {
         provider: Arc<dyn Provider>,
         settings: Settings,
     ) -> Result<Core, StartError> {
-        let store = Store::open(config).await?;
+        // On simulated time the writer runs its batches where tokio's clock can see them (see `Writer`).
+        let writer = if settings.clock.is_simulated() { Writer::BlockingPool } else { Writer::Thread };
+        let store = Store::open_with(config, writer).await?;
         let (max_attempts, now) = (settings.max_attempts, settings.clock.now_ms());
         let recovered = store
             .write(move |c| {
