@@ -86,18 +86,23 @@ def process_tree(pid):
 
 
 def inspector_processes(app):
-    """Pids of inspector processes (`memtray-desktop --inspector URL`) pointed at this app's port, anywhere."""
-    found = []
+    """Pids of inspector processes (`memtray-desktop --inspector URL`) pointed at this app's port, anywhere.
+
+    WebKit starts its helpers by fork and exec; between the two a helper still shows the inspector's command
+    line, so a match whose parent is itself a match is a helper being started, not a second inspector."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
                     args = f.read().split(b"\0")
-            except OSError:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
             if len(args) > 2 and args[1] == b"--inspector" and args[2].decode(errors="replace").startswith(app.base):
-                found.append(int(entry))
-    return found
+                found[int(entry)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def close_window(name):
