@@ -6,7 +6,7 @@
 //! - [`core`]: the [`Core`] that owns the components below and starts and stops them as one; its
 //!   [`Settings`] and its [`clock`].
 //! - Engine
-//!   - [`store`]: the SQLite database; one writer task with group commit, reads off the async workers,
+//!   - [`store`]: the SQLite database; one writer with group commit, reads off the async workers,
 //!     per-table SQL in `store::{sessions, messages, memories, stats, inbox}`.
 //!   - [`intake`]: persist, then wake: every event's way in.
 //!   - [`queue`]: the queue actor (one in-order consumer per session, retry, abort, pause, delete) and the

@@ -1,4 +1,4 @@
-//! The SQLite store: one database file, one write connection owned by the writer task, pooled readers.
+//! The SQLite store: one database file, one write connection owned by the writer, pooled readers.
 //!
 //! Writes are closures run by the writer on the one write connection. Jobs that arrive together share one
 //! `BEGIN IMMEDIATE` transaction (group commit), each inside its own savepoint, and a job's caller hears back
@@ -65,7 +65,7 @@ pub enum StoreError {
         /// The cause.
         source: Arc<std::io::Error>,
     },
-    /// The writer task has stopped (shutdown).
+    /// The writer has stopped (shutdown).
     #[error("the store is closed")]
     Closed,
     /// A stored JSON column did not parse.
@@ -125,7 +125,7 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Commands for the writer task. The task owns the receiver and exits on `Close` or when every `Store`
+    /// Commands for the writer (its thread or task), which owns the receiver and exits on `Close` or when every `Store`
     /// clone is gone.
     writer: mpsc::Sender<Command>,
     /// Ends when the writer has stopped (its thread or its task); awaited by `close`. A std mutex: taken
@@ -191,7 +191,7 @@ impl Store {
         })
     }
 
-    /// Runs `f` in a write transaction on the writer task and returns its result once committed.
+    /// Runs `f` in a write transaction on the writer and returns its result once committed.
     /// If `f` fails, its own changes are rolled back and nothing else in the batch is affected.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
