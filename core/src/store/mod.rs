@@ -125,8 +125,8 @@ pub struct Store {
 }
 
 struct Inner {
-    /// Commands for the writer (its thread or task), which owns the receiver and exits on `Close` or when every `Store`
-    /// clone is gone.
+    /// Commands for the writer (its thread or task), which owns the receiver and exits on `Close` or when
+    /// every `Store` clone is gone.
     writer: mpsc::Sender<Command>,
     /// Ends when the writer has stopped (its thread or its task); awaited by `close`. A std mutex: taken
     /// once, never held across an `.await`.
