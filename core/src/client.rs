@@ -94,11 +94,6 @@ impl Client {
         Client { http, port, base: format!("http://127.0.0.1:{port}"), timeout }
     }
 
-    /// The address served.
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     /// `GET /api/health`: who holds the port.
     pub async fn health(&self) -> Result<Health, ClientError> {
         let value = self.get("/api/health").await?;

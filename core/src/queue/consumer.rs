@@ -113,12 +113,16 @@ impl Consumer {
     }
 
     pub(super) async fn run(mut self, wake: mpsc::Receiver<()>, cancel: CancellationToken) {
-        self.consume(wake, &cancel).await;
+        let summarized = self.consume(wake, &cancel).await;
         // However it ended, this consumer no longer runs; a later one of the same session is left alone.
         self.ctx.exited(self.session_id, self.generation);
+        if summarized {
+            self.after_summary().await;
+        }
     }
 
-    async fn consume(&mut self, mut wake: mpsc::Receiver<()>, cancel: &CancellationToken) {
+    /// Claims and processes until there is nothing to do. True when it ended its batch with a summary.
+    async fn consume(&mut self, mut wake: mpsc::Receiver<()>, cancel: &CancellationToken) -> bool {
         let mut paused = self.ctx.paused.clone();
         let mut done: Option<Done> = None;
         let mut end_batch = false;
@@ -126,11 +130,10 @@ impl Consumer {
             let claim_next = !cancel.is_cancelled() && !*paused.borrow() && !end_batch;
             if done.is_none() && !claim_next {
                 if end_batch {
-                    self.end_batch().await;
-                    return;
+                    return true;
                 }
                 if cancel.is_cancelled() {
-                    return;
+                    return false;
                 }
                 // Paused: wait to be resumed (or stopped). Nothing is claimed meanwhile.
                 tokio::select! {
@@ -147,7 +150,7 @@ impl Consumer {
                 Err(e) => {
                     tracing::warn!(session_id = self.session_id, error = %e, "store unavailable to the consumer; trying again");
                     tokio::select! {
-                        _ = cancel.cancelled() => return,
+                        _ = cancel.cancelled() => return false,
                         _ = tokio::time::sleep(STORE_RETRY) => continue,
                     }
                 }
@@ -160,7 +163,7 @@ impl Consumer {
                         _ = wake.recv() => {}
                         _ = tokio::time::sleep(self.ctx.settings.linger) => {
                             if self.ctx.retire(self.session_id, self.generation).await {
-                                return;
+                                return false;
                             }
                         }
                     }
@@ -180,14 +183,14 @@ impl Consumer {
                     }
                     Processed::Cancelled => {
                         self.release(&message).await;
-                        return;
+                        return false;
                     }
                     Processed::StoreFailed(e) => {
                         // Not the message's fault: hand it back with its attempt, and try again later.
                         tracing::warn!(message_id = message.id, error = %e, "cannot read the provider's context; trying again");
                         self.release(&message).await;
                         tokio::select! {
-                            _ = cancel.cancelled() => return,
+                            _ = cancel.cancelled() => return false,
                             _ = tokio::time::sleep(STORE_RETRY) => {}
                         }
                     }
@@ -330,10 +333,9 @@ impl Consumer {
         self.ctx.trigger.changed();
     }
 
-    /// After a summarize: this consumer is done. Work queued behind the summarize starts a new batch. The
-    /// actor hears of the exit first, so a wake sent after this check starts a new consumer.
-    async fn end_batch(&self) {
-        self.ctx.exited(self.session_id, self.generation);
+    /// After a summarize this consumer is done; work queued behind the summarize starts a new batch. Called
+    /// once the actor was told of the exit, so a wake sent after this check starts a new consumer.
+    async fn after_summary(&self) {
         let session_id = self.session_id;
         match self.ctx.store.read(move |c| messages::has_pending(c, session_id)).await {
             Ok(false) => {}

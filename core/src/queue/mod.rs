@@ -146,11 +146,6 @@ impl Queue {
         self.inner.trigger.changed();
     }
 
-    /// True while processing is paused.
-    pub fn is_paused(&self) -> bool {
-        *self.inner.paused.borrow()
-    }
-
     /// Sends a message back to `pending` with fresh attempts. False when there is nothing to retry.
     pub async fn retry_message(&self, message_id: i64) -> Result<bool> {
         let now = self.inner.settings.clock.now_ms();
@@ -277,9 +272,9 @@ impl Actor {
             let changed = match command {
                 Command::Wake(session_id) => self.wake(session_id),
                 Command::Retire { session_id, generation, reply } => {
-                    let retire = self.retire(session_id, generation);
+                    let (retire, removed) = self.retire(session_id, generation);
                     let _ = reply.send(retire);
-                    retire
+                    removed
                 }
                 Command::Exited { session_id, generation } => self.remove_if(session_id, generation),
                 Command::Cancel { session_id, reply } => {
@@ -318,18 +313,18 @@ impl Actor {
     }
 
     /// A lingering consumer may exit unless a wake is waiting for it. Decided here, where every wake passes,
-    /// so a concurrent wake either reaches this consumer or starts a new one.
-    fn retire(&mut self, session_id: i64, generation: u64) -> bool {
+    /// so a concurrent wake either reaches this consumer or starts a new one. Returns (may exit, removed).
+    fn retire(&mut self, session_id: i64, generation: u64) -> (bool, bool) {
         match self.consumers.get(&session_id) {
             Some(slot) if slot.generation == generation => {
                 if slot.wake.capacity() == 0 {
-                    return false;
+                    return (false, false);
                 }
                 self.consumers.remove(&session_id);
-                true
+                (true, true)
             }
             // Not the current consumer (deleted, or replaced): it has nothing left to do.
-            _ => true,
+            _ => (true, false),
         }
     }
 
