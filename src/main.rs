@@ -38,7 +38,8 @@ enum Command {
     Hook,
     /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting).
     InstallHooks {
-        /// `http`: Claude Code posts to memtray directly; `command`: it runs `memtray hook`.
+        /// `http`: Claude Code posts to memtray directly (SessionStart, which takes only command hooks, runs
+        /// `memtray hook`); `command`: it runs `memtray hook` for every event.
         #[arg(long, value_enum, default_value_t = Mode::Http)]
         mode: Mode,
         /// Install into this project's `.claude/settings.json` instead of `~/.claude/settings.json`.
@@ -233,11 +234,10 @@ fn settings_path(project: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
     let (config, _) = Config::load()?;
+    let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
     let mode = match mode {
-        Mode::Http => HookMode::Http { port: config.port },
-        Mode::Command => {
-            HookMode::Command { program: std::env::current_exe().context("cannot tell where the memtray binary is")? }
-        }
+        Mode::Http => HookMode::Http { port: config.port, program },
+        Mode::Command => HookMode::Command { program },
     };
     let path = settings_path(project)?;
     let change = claude_settings::install(&path, &mode, dry_run)?;

@@ -107,6 +107,8 @@ fn tool(id: &str, name: &str) -> ToolUse {
         tool_response: serde_json::json!({}),
         cwd: "/p".into(),
         tool_use_id: Some(id.into()),
+        error: None,
+        subagent: None,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Serves a [`Core`] over the HTTP API on loopback: binds the port (telling another memtray from a foreign
-//! program on it), starts the core, takes in the hook inbox, serves, and reconciles the sessions that were
-//! active when memtray last stopped.
+//! program on it), starts the core, takes in the hook inbox (and keeps watching it), serves, and reconciles
+//! the sessions that were active, or continued, while memtray was away.
 //!
-//! Shutdown is ordered: stop accepting and end the event streams, let in-flight requests finish their
-//! commits, then stop the core. A start that fails after the core started stops the core before it returns.
+//! Shutdown is ordered: stop accepting and end the event streams, let in-flight requests and their detached
+//! work finish, then stop the core. A start that fails after the core started stops the core before it returns.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -20,6 +20,8 @@ use crate::core::{Core, CoreError, StartError};
 
 /// How long in-flight requests get to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
+/// How often the hook inbox is looked at while serving.
+const INBOX_WATCH: Duration = Duration::from_secs(2);
 /// How long the port's holder gets to say whether it is memtray.
 const OCCUPANT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -86,19 +88,21 @@ impl Server {
         }
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let app = api::router(AppState::new(&core, stopping.clone()), config.max_body_bytes);
+        let state = AppState::new(&core, stopping.clone(), tracker.clone());
+        tracker.spawn(state.watch_inbox(INBOX_WATCH));
+        let app = api::router(state, config.max_body_bytes);
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
         tracker.spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the HTTP server stopped");
             }
         });
-        // Sessions that were active when memtray stopped may have used tools meanwhile: their transcripts tell.
+        // Sessions active when memtray stopped, or continued while it was away: their transcripts tell.
         let (intake, queries, cancel) = (core.intake().clone(), core.queries().clone(), stopping.clone());
         tracker.spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                reconciled = reconcile::reconcile_active(&intake, &queries) => if let Err(e) = reconciled {
+                reconciled = reconcile::reconcile_at_start(&intake, &queries) => if let Err(e) = reconciled {
                     tracing::warn!(error = %e, "could not reconcile active sessions at start");
                 },
             }

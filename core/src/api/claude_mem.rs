@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiJson};
-use super::{Stopping, idempotency_key};
+use super::{Detach, Stopping, idempotency_key};
 use crate::intake::{Intake, Queued};
 use crate::project;
 use crate::queries::Queries;
@@ -59,11 +59,15 @@ pub(super) struct InitBody {
 
 pub(super) async fn init(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<InitBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
-    let init = intake.init_session(id, &body.project, body.prompt.as_deref(), idempotency_key(&headers)).await?;
+    let id = session_id(&body.session_id)?.to_string();
+    let key = idempotency_key(&headers);
+    let init = detach
+        .run(async move { Ok(intake.init_session(&id, &body.project, body.prompt.as_deref(), key).await?) })
+        .await?;
     let mut answer = json!({
         "sessionDbId": init.session_id,
         "promptNumber": init.prompt_number,
@@ -107,25 +111,33 @@ fn unstringify(value: Value) -> Value {
 
 pub(super) async fn observation(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ObservationBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
+    let id = session_id(&body.session_id)?.to_string();
     if body.tool_name.trim().is_empty() {
         return Err(ApiError::Invalid("tool_name must not be empty"));
     }
-    let project = match body.project {
-        Some(project) => project,
-        None => project::of_cwd(&body.cwd).await,
-    };
-    let tool = ToolUse {
-        tool_name: body.tool_name,
-        tool_input: unstringify(body.tool_input),
-        tool_response: unstringify(body.tool_response),
-        cwd: body.cwd,
-        tool_use_id: body.tool_use_id.filter(|t| !t.is_empty()),
-    };
-    let queued = intake.queue_observation(id, &project, tool, idempotency_key(&headers)).await?;
+    let key = idempotency_key(&headers);
+    let queued = detach
+        .run(async move {
+            let project = match body.project {
+                Some(project) => project,
+                None => project::of_cwd(&body.cwd).await,
+            };
+            let tool = ToolUse {
+                tool_name: body.tool_name,
+                tool_input: unstringify(body.tool_input),
+                tool_response: unstringify(body.tool_response),
+                cwd: body.cwd,
+                tool_use_id: body.tool_use_id.filter(|t| !t.is_empty()),
+                error: None,
+                subagent: None,
+            };
+            Ok(intake.queue_observation(&id, &project, tool, key).await?)
+        })
+        .await?;
     Ok(Json(queued_json(queued)))
 }
 
@@ -143,16 +155,22 @@ pub(super) struct SummarizeBody {
 
 pub(super) async fn summarize(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SummarizeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
+    let id = session_id(&body.session_id)?.to_string();
     let request = SummaryRequest {
         last_user_message: body.last_user_message,
         last_assistant_message: body.last_assistant_message,
     };
-    let project = project::of_cwd(&body.cwd).await;
-    let queued = intake.queue_summarize(id, &project, request, idempotency_key(&headers)).await?;
+    let key = idempotency_key(&headers);
+    let queued = detach
+        .run(async move {
+            let project = project::of_cwd(&body.cwd).await;
+            Ok(intake.queue_summarize(&id, &project, request, key).await?)
+        })
+        .await?;
     Ok(Json(queued_json(queued)))
 }
 
@@ -164,10 +182,11 @@ pub(super) struct CompleteBody {
 
 pub(super) async fn complete(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
-    let completed = intake.complete_session(id).await?;
+    let id = session_id(&body.session_id)?.to_string();
+    let completed = detach.run(async move { Ok(intake.complete_session(&id).await?) }).await?;
     Ok(Json(json!({ "status": if completed { "completed" } else { "unchanged" } })))
 }
 

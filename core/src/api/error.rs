@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The core could not store or read: nothing was acknowledged.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// The request's work panicked (a bug); what it committed before stays.
+    #[error("the request's work panicked")]
+    Crashed,
 }
 
 impl ApiError {
@@ -68,6 +71,11 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage_corrupt",
                 "memtray's database is damaged; nothing was stored. See memtray's log".into(),
+            ),
+            ApiError::Crashed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "memtray hit an internal error. The cause is in memtray's log".into(),
             ),
             ApiError::Core(CoreError::Store(_)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,7 +3,8 @@
 //!
 //! Handlers translate HTTP to calls on the core's handles and back; they hold no state of their own. Each
 //! takes only the handle it needs ([`Intake`], [`Queue`], [`Queries`]) out of [`AppState`]. Every body is
-//! size-limited and every rejection answers in the API's JSON error format.
+//! size-limited and every rejection answers in the API's JSON error format. What a request changes runs as
+//! its own task ([`Detach`]): a client that goes away mid-request cannot leave work half done.
 
 mod claude_mem;
 pub mod error;
@@ -12,6 +13,7 @@ mod inspector;
 mod stream;
 mod ui;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,6 +21,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::core::Core;
 use crate::events::Updates;
@@ -40,6 +43,8 @@ pub struct AppState {
     stopping: Stopping,
     /// Held while the hook inbox is being dispatched, so two requests never dispatch the same events.
     inbox_drain: InboxDrain,
+    /// Where state-changing requests run their work.
+    detach: Detach,
 }
 
 /// The server's stop token.
@@ -50,9 +55,29 @@ pub(crate) struct Stopping(CancellationToken);
 #[derive(Clone)]
 pub(crate) struct InboxDrain(Arc<tokio::sync::Mutex<()>>);
 
+/// Runs a request's work as a task of the server's tracker, so that it runs to the end even when the client
+/// disconnects and the handler is dropped; the server waits for these tasks before it stops the core.
+#[derive(Clone)]
+pub(crate) struct Detach(TaskTracker);
+
+impl Detach {
+    /// Runs `work` to completion whatever becomes of the caller, and answers with its result.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        self.0.spawn(work).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a request's work panicked");
+            Err(ApiError::Crashed)
+        })
+    }
+}
+
 impl AppState {
-    /// The handles of `core`, and the token that ends open streams when the server stops.
-    pub fn new(core: &Core, stopping: CancellationToken) -> AppState {
+    /// The handles of `core`, the token that ends open streams when the server stops, and the tracker the
+    /// server waits for before it stops the core (requests' detached work runs there).
+    pub fn new(core: &Core, stopping: CancellationToken, tracker: TaskTracker) -> AppState {
         AppState {
             intake: core.intake().clone(),
             queue: core.queue().clone(),
@@ -60,7 +85,15 @@ impl AppState {
             updates: core.updates(),
             stopping: Stopping(stopping),
             inbox_drain: InboxDrain(Arc::default()),
+            detach: Detach(tracker),
         }
+    }
+}
+
+impl AppState {
+    /// Watches the hook inbox until the server stops (see `hooks::watch_inbox`).
+    pub fn watch_inbox(&self, every: std::time::Duration) -> impl Future<Output = ()> + Send + 'static {
+        hooks::watch_inbox(self.intake.clone(), self.inbox_drain.clone(), every, self.stopping.0.clone())
     }
 }
 
@@ -79,6 +112,7 @@ part!(queries: Queries);
 part!(updates: Updates);
 part!(stopping: Stopping);
 part!(inbox_drain: InboxDrain);
+part!(detach: Detach);
 
 /// The whole API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

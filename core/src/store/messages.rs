@@ -46,6 +46,24 @@ pub fn enqueue(
     Ok(if n == 0 { Enqueued::Duplicate } else { Enqueued::New(conn.last_insert_rowid()) })
 }
 
+/// Files the session's message with this key (and the observations made from it) under `prompt_number`.
+/// True when it moved.
+pub fn refile(conn: &Connection, session_id: i64, idempotency_key: &str, prompt_number: i64) -> Result<bool> {
+    let moved: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE messages SET prompt_number = ?3
+             WHERE session_id = ?1 AND idempotency_key = ?2 AND prompt_number != ?3 RETURNING id",
+        )?
+        .query_row(params![session_id, idempotency_key, prompt_number], |r| r.get(0))
+        .optional()?;
+    let Some(id) = moved else { return Ok(false) };
+    conn.prepare_cached("UPDATE observations SET prompt_number = ?2 WHERE message_id = ?1")?
+        .execute(params![id, prompt_number])?;
+    conn.prepare_cached("UPDATE summaries SET prompt_number = ?2 WHERE message_id = ?1")?
+        .execute(params![id, prompt_number])?;
+    Ok(true)
+}
+
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim {
@@ -352,6 +370,8 @@ mod tests {
             tool_response: serde_json::json!({}),
             cwd: "/p".into(),
             tool_use_id: Some(id.into()),
+            error: None,
+            subagent: None,
         }
     }
 
@@ -367,7 +387,7 @@ mod tests {
             match payload {
                 Payload::Observation(t) => {
                     let obs = NewObservation { title: t.tool_use_id.unwrap(), ..Default::default() };
-                    memories::insert_observations(conn, session_id, id, prompt, "Read", &[obs], 2).unwrap();
+                    memories::insert_observations(conn, session_id, id, prompt, "Read", None, &[obs], 2).unwrap();
                 }
                 Payload::Summarize(_) => {
                     memories::insert_summary(conn, session_id, id, prompt, &NewSummary::default(), 2).unwrap();

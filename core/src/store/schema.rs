@@ -105,6 +105,12 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     );
     "#,
+    // 3: a subagent's tool uses are labelled with it; how much of a session's transcript reconciliation has
+    // seen, so that start-up finds sessions continued while memtray was away.
+    r#"
+    ALTER TABLE observations ADD COLUMN subagent TEXT;
+    ALTER TABLE sessions ADD COLUMN transcript_seen INTEGER;
+    "#,
 ];
 
 /// The schema version this code writes.

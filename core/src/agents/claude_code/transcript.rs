@@ -1,8 +1,10 @@
 //! Reader for Claude Code transcripts, the JSONL file named by a hook event's `transcript_path`.
 //!
 //! The file is streamed line by line and only what memtray needs is kept: the last words of the user, the last
-//! text of the assistant, and every tool use paired with its result. Malformed lines are counted and skipped;
-//! entry types other than `user` and `assistant` are ignored.
+//! text of the assistant, the prompts (by `promptId`, each with its words and how its turn ended), and every
+//! tool use paired with its result and the prompt it followed. Malformed lines are counted and skipped; entry
+//! types other than `user` and `assistant` (`queue-operation`, `attachment`, `last-prompt`, `mode`, …) are
+//! ignored.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,9 +28,16 @@ pub struct Transcript {
     pub last_assistant_message: Option<String>,
     /// Every tool use, in transcript order, each with its result when one was found.
     pub tool_uses: Vec<TranscriptToolUse>,
+    /// The prompts, in the order they were first written; empty for transcripts without `promptId` (older
+    /// versions of Claude Code).
+    pub prompts: Vec<TranscriptPrompt>,
     /// Lines that could not be read: not valid UTF-8, not JSON, or a `user` / `assistant` entry of the wrong shape.
     /// A read error ends the reading and counts as one more.
     pub skipped_lines: usize,
+    /// The session's working directory, as its latest entry says.
+    pub cwd: Option<String>,
+    /// Bytes read.
+    pub bytes: u64,
 }
 
 /// One `tool_use` block of an assistant entry and the `tool_result` that answered it.
@@ -45,6 +54,21 @@ pub struct TranscriptToolUse {
     pub response: Option<Value>,
     /// Whether the result was flagged `is_error`.
     pub is_error: bool,
+    /// The prompt it followed: an index into [`Transcript::prompts`].
+    pub prompt: Option<usize>,
+}
+
+/// One prompt of the user and its turn, as the transcript tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptPrompt {
+    /// Claude Code's `promptId`, the same as the hook events' `prompt_id`.
+    pub id: String,
+    /// The user's words (`None` when the entries of this prompt hold none, say a slash command).
+    pub text: Option<String>,
+    /// The assistant's last text in this turn.
+    pub last_assistant_message: Option<String>,
+    /// The turn ended: an assistant message of it stopped for another reason than a tool use.
+    pub ended: bool,
 }
 
 /// Why a transcript could not be read at all.
@@ -83,7 +107,10 @@ pub fn read_from(mut reader: impl BufRead) -> Transcript {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(_) => builder.line(&line),
+            Ok(n) => {
+                builder.transcript.bytes += n as u64;
+                builder.line(&line);
+            }
             Err(_) => {
                 // `read_until` already retries `Interrupted`; anything else would likely repeat forever.
                 builder.transcript.skipped_lines += 1;
@@ -123,6 +150,11 @@ struct Entry {
     /// The "This session is being continued…" entry written by `/compact`.
     #[serde(rename = "isCompactSummary", default)]
     is_compact_summary: bool,
+    #[serde(default)]
+    cwd: Option<String>,
+    /// User entries of newer versions: the prompt this entry belongs to.
+    #[serde(rename = "promptId", default)]
+    prompt_id: Option<String>,
     message: Option<Message>,
     #[serde(rename = "toolUseResult")]
     tool_use_result: Option<Value>,
@@ -137,7 +169,13 @@ struct Kind {
 
 #[derive(Deserialize)]
 struct Message {
+    /// Assistant messages: one API message is written as one line per content block, all with this id.
+    #[serde(default)]
+    id: Option<String>,
     content: Option<Content>,
+    /// Assistant messages: `tool_use`, `end_turn`, `max_tokens`, … (the same on every line of a message).
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +223,12 @@ struct Slot {
 struct Builder {
     transcript: Transcript,
     by_id: HashMap<String, Slot>,
+    /// Where each `promptId` sits in `prompts`.
+    prompt_index: HashMap<String, usize>,
+    /// The prompt the latest user entry belonged to.
+    current_prompt: Option<usize>,
+    /// The API message the last assistant text came from, so that its later blocks add to that text.
+    last_text_message: Option<String>,
 }
 
 impl Builder {
@@ -216,26 +260,69 @@ impl Builder {
             "assistant" => false,
             _ => return,
         };
-        let Some(content) = entry.message.and_then(|message| message.content) else { return };
+        if let Some(cwd) = entry.cwd.filter(|cwd| !cwd.is_empty()) {
+            self.transcript.cwd = Some(cwd);
+        }
+        let own = !(entry.is_meta || entry.is_sidechain || entry.is_compact_summary);
+        if is_user && own && let Some(id) = entry.prompt_id.filter(|id| !id.is_empty()) {
+            self.enter_prompt(id);
+        }
+        let Some(message) = entry.message else { return };
+        let Some(content) = message.content else { return };
         let texts = match content {
             Content::Text(text) => vec![text],
             Content::Blocks(blocks) => self.blocks(blocks, entry.tool_use_result),
             Content::Other(_) => return,
         };
-        if entry.is_meta || entry.is_sidechain || entry.is_compact_summary {
+        if !own {
             return;
         }
+        let prompt = self.current_prompt.map(|i| &mut self.transcript.prompts[i]);
         if is_user {
             let words: Vec<String> = texts.iter().filter_map(|text| user_words(text)).collect();
             if !words.is_empty() {
-                self.transcript.last_user_message = Some(words.join("\n"));
+                let words = words.join("\n");
+                if let Some(prompt) = prompt.filter(|p| p.text.is_none()) {
+                    prompt.text = Some(words.clone());
+                }
+                self.transcript.last_user_message = Some(words);
             }
         } else {
             let said: Vec<&str> = texts.iter().map(String::as_str).filter(|text| !text.trim().is_empty()).collect();
-            if !said.is_empty() {
-                self.transcript.last_assistant_message = Some(said.join("\n"));
+            let mut said = (!said.is_empty()).then(|| said.join("\n"));
+            if let Some(text) = &mut said {
+                let same_message = message.id.is_some() && message.id == self.last_text_message;
+                if same_message && let Some(earlier) = &self.transcript.last_assistant_message {
+                    *text = format!("{earlier}\n{text}");
+                }
+                self.last_text_message = message.id.clone();
+            }
+            if let Some(prompt) = prompt {
+                if said.is_some() {
+                    prompt.last_assistant_message.clone_from(&said);
+                }
+                prompt.ended |= message.stop_reason.as_deref().is_some_and(|reason| reason != "tool_use");
+            }
+            if said.is_some() {
+                self.transcript.last_assistant_message = said;
             }
         }
+    }
+
+    /// A user entry of prompt `id`: a new prompt on its first sight, else back to it (a resumed session
+    /// repeats its history).
+    fn enter_prompt(&mut self, id: String) {
+        let next = self.transcript.prompts.len();
+        let index = *self.prompt_index.entry(id.clone()).or_insert(next);
+        if index == next {
+            self.transcript.prompts.push(TranscriptPrompt {
+                id,
+                text: None,
+                last_assistant_message: None,
+                ended: false,
+            });
+        }
+        self.current_prompt = Some(index);
     }
 
     /// Records the tool blocks and returns the texts.
@@ -269,7 +356,8 @@ impl Builder {
                 }
             }
         }
-        self.transcript.tool_uses.push(TranscriptToolUse { id, name, input, response: None, is_error: false });
+        let prompt = self.current_prompt;
+        self.transcript.tool_uses.push(TranscriptToolUse { id, name, input, response: None, is_error: false, prompt });
     }
 
     /// Pairs a result with its tool use; the first result of a tool use wins, results of unknown uses are dropped.
@@ -453,7 +541,7 @@ mod tests {
     #[test]
     fn an_empty_transcript_has_nothing() {
         assert_eq!(parse(""), Transcript::default());
-        assert_eq!(parse("\n\n  \r\n"), Transcript::default());
+        assert_eq!(parse("\n\n  \r\n"), Transcript { bytes: 6, ..Transcript::default() });
     }
 
     #[test]

@@ -20,17 +20,29 @@ use entries::{BadShape, install_into, uninstall_from};
 use file::{load, save};
 
 /// The Claude Code events memtray hooks into, in the order they are added to a settings file.
-pub const EVENTS: &[&str] = &["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"];
+pub const EVENTS: &[&str] = &[
+    "SessionStart",
+    "UserPromptSubmit",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "SubagentStop",
+    "Stop",
+    "SessionEnd",
+];
 
 /// How Claude Code should deliver hook events to memtray.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookMode {
-    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`.
+    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`; `SessionStart`, which Claude
+    /// Code runs only command hooks for, runs `<program> hook`.
     Http {
         /// The daemon's listening port.
         port: u16,
+        /// The memtray binary, for `SessionStart` (made absolute as for `Command`).
+        program: PathBuf,
     },
-    /// Claude Code runs `<program> hook`, asynchronously, with the event on stdin.
+    /// Claude Code runs `<program> hook` with the event on stdin and waits for it (it answers within
+    /// `hook_budget_ms`).
     Command {
         /// The memtray binary. A relative path is made absolute against the current directory, because
         /// Claude Code runs hooks from the project's directory.
@@ -105,8 +117,7 @@ pub struct Change {
 /// [`SettingsError`] when the file cannot be read, is not valid JSON, is not shaped like settings, or cannot be
 /// written; the file is then unchanged.
 pub fn install(path: &Path, mode: &HookMode, dry_run: bool) -> Result<Change, SettingsError> {
-    let hook = mode.hook();
-    edit(path, dry_run, |root| install_into(root, &hook))
+    edit(path, dry_run, |root| install_into(root, mode))
 }
 
 /// Removes exactly memtray's hooks from the settings file at `path`.
@@ -182,8 +193,13 @@ mod tests {
         assert_eq!(keys(&settings), ["hooks"]);
         assert_eq!(keys(&settings["hooks"]), EVENTS);
         for event in EVENTS {
-            let expected_hook = json!({"type": "http", "url": "http://127.0.0.1:4417/hooks/claude-code", "timeout": 2});
-            let expected = if *event == "PostToolUse" {
+            // Claude Code runs only command hooks on SessionStart.
+            let expected_hook = if *event == "SessionStart" {
+                json!({"type": "command", "command": "/usr/bin/memtray hook", "timeout": 5})
+            } else {
+                json!({"type": "http", "url": "http://127.0.0.1:4417/hooks/claude-code", "timeout": 2})
+            };
+            let expected = if *event == "PostToolUse" || *event == "PostToolUseFailure" {
                 json!([{"matcher": "*", "hooks": [expected_hook]}])
             } else {
                 json!([{"hooks": [expected_hook]}])
