@@ -38,8 +38,8 @@ enum Command {
     Hook,
     /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting).
     InstallHooks {
-        /// `http`: Claude Code posts to memtray directly (SessionStart, which takes only command hooks, runs
-        /// `memtray hook`); `command`: it runs `memtray hook` for every event.
+        /// `http`: Claude Code posts to memtray directly (SessionStart and SessionEnd run `memtray hook`, so
+        /// they are kept while memtray is down); `command`: it runs `memtray hook` for every event.
         #[arg(long, value_enum, default_value_t = Mode::Http)]
         mode: Mode,
         /// Install into this project's `.claude/settings.json` instead of `~/.claude/settings.json`.

@@ -235,7 +235,7 @@ fn install_hooks_keeps_other_hooks_and_is_idempotent() {
     let out = memtray(home.path(), &["install-hooks"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let installed: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&installed), 5, "{installed:#}");
+    assert_eq!(memtray_hooks(&installed), 7, "one per event: {installed:#}");
     assert_eq!(installed["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "/usr/bin/audit-log");
     assert_eq!(installed["hooks"]["Stop"][0]["hooks"][0]["command"], "notify-send done");
     assert_eq!(installed["permissions"], original["permissions"]);
@@ -254,7 +254,7 @@ fn install_hooks_keeps_other_hooks_and_is_idempotent() {
     let out = memtray(home.path(), &["install-hooks", "--mode", "command"]);
     assert!(out.status.success());
     let switched: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&switched), 5, "switching modes replaces memtray's hooks: {switched:#}");
+    assert_eq!(memtray_hooks(&switched), 7, "switching modes replaces memtray's hooks: {switched:#}");
 
     let out = memtray(home.path(), &["uninstall-hooks"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -282,5 +282,5 @@ fn install_hooks_refuses_a_file_that_is_not_json() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value =
         serde_json::from_str(&std::fs::read_to_string(fresh.join(".claude/settings.json")).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&created), 5);
+    assert_eq!(memtray_hooks(&created), 7);
 }

@@ -122,7 +122,8 @@ fn fill(
     let (keyed, unkeyed) = sessions::keyed_prompts(c, session.id)?;
     let position: std::collections::HashMap<&str, i64> =
         backfill.prompts.iter().enumerate().map(|(i, p)| (p.key.as_str(), i as i64 + 1)).collect();
-    let trusted = !backfill.prompts.is_empty() && unkeyed == 0 && keyed.iter().all(|(k, _)| position.contains_key(k.as_str()));
+    let trusted =
+        !backfill.prompts.is_empty() && unkeyed == 0 && keyed.iter().all(|(k, _)| position.contains_key(k.as_str()));
     let mut private = vec![false; backfill.prompts.len()];
     let mut counter = session.prompt_counter;
     if trusted {
@@ -167,7 +168,8 @@ fn fill(
                     *error = privacy::strip(error).into_owned();
                 }
                 let payload = Payload::Observation(tool);
-                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)? {
+                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
+                {
                     done.observations += 1;
                 }
             }
@@ -182,7 +184,8 @@ fn fill(
                 request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
                 request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
                 let payload = Payload::Summarize(request);
-                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)? {
+                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
+                {
                     done.summaries += 1;
                 }
             }

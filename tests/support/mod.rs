@@ -116,11 +116,13 @@ impl TestServer {
         db_count(&self.database(), sql)
     }
 
-    /// Waits until the server reports an empty queue, or panics after `limit`.
+    /// Waits until the database holds no pending or processing message and the server's status (which
+    /// follows the database a few milliseconds behind) says so too, or panics after `limit`.
     pub fn wait_idle(&self, limit: Duration) {
         wait_for(limit, "the queue to drain", || {
+            let unfinished = self.count("SELECT count(*) FROM messages WHERE status IN ('pending', 'processing')");
             let (_, stats) = self.get("/api/stats");
-            stats["queueDepth"] == 0 && stats["isProcessing"] == false
+            unfinished == 0 && stats["queueDepth"] == 0 && stats["isProcessing"] == false
         });
     }
 }

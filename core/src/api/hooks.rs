@@ -7,8 +7,8 @@ use axum::extract::State;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Detach, InboxDrain};
 use super::error::{ApiError, ApiJson};
+use super::{Detach, InboxDrain};
 use crate::agents::claude_code::{self, HookEvent, inbox};
 use crate::intake::Intake;
 
@@ -53,7 +53,12 @@ async fn drain_inbox_if_waiting(intake: &Intake, drain: &InboxDrain) {
 
 /// Looks at the hook inbox every `every` until cancelled: an event `memtray hook` stored while this server
 /// was slow to answer (the last event of a session, say) does not wait for the session's next turn.
-pub(super) async fn watch_inbox(intake: Intake, drain: InboxDrain, every: std::time::Duration, cancel: CancellationToken) {
+pub(super) async fn watch_inbox(
+    intake: Intake,
+    drain: InboxDrain,
+    every: std::time::Duration,
+    cancel: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

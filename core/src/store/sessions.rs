@@ -144,8 +144,9 @@ pub fn keyed_prompts(conn: &Connection, session_id: i64) -> Result<(Vec<(String,
         )?
         .query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let counter: i64 =
-        conn.prepare_cached("SELECT prompt_counter FROM sessions WHERE id = ?1")?.query_row([session_id], |r| r.get(0))?;
+    let counter: i64 = conn
+        .prepare_cached("SELECT prompt_counter FROM sessions WHERE id = ?1")?
+        .query_row([session_id], |r| r.get(0))?;
     let unkeyed = (counter - keyed.len() as i64).max(0);
     Ok((keyed, unkeyed))
 }

@@ -158,3 +158,85 @@ pub async fn reconcile_at_start(intake: &Intake, queries: &Queries) -> Result<us
     }
     Ok(queued)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::agents::claude_code::transcript::{TranscriptPrompt, TranscriptToolUse};
+
+    fn prompt(id: &str, text: &str, ended: bool) -> TranscriptPrompt {
+        TranscriptPrompt {
+            id: id.into(),
+            text: Some(text.into()),
+            last_assistant_message: Some(format!("answered {text}")),
+            ended,
+        }
+    }
+
+    fn used(id: &str, prompt: usize, response: Option<serde_json::Value>, is_error: bool) -> TranscriptToolUse {
+        TranscriptToolUse {
+            id: id.into(),
+            name: "Bash".into(),
+            input: json!({}),
+            response,
+            is_error,
+            prompt: Some(prompt),
+        }
+    }
+
+    /// What the plan holds, in order: `tool:<id>@<prompt>` and `summary@<prompt>`.
+    fn shape(backfill: &Backfill) -> Vec<String> {
+        backfill
+            .items
+            .iter()
+            .map(|item| match item {
+                BackfillItem::Tool { tool, prompt } => {
+                    format!("tool:{}@{prompt:?}", tool.tool_use_id.as_deref().unwrap())
+                }
+                BackfillItem::Summary { prompt, .. } => format!("summary@{prompt}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_ended_turn_is_summarized_after_its_tool_uses_in_transcript_order() {
+        let transcript = Transcript {
+            prompts: vec![prompt("p1", "one", true), prompt("p2", "two", true), prompt("p3", "three", false)],
+            tool_uses: vec![
+                used("t1", 0, Some(json!("ok")), false),
+                used("t2", 0, Some(json!("Error: Exit code 2")), true),
+                // Turn 2 used no tool; turn 3 is still running, its last tool use has no result yet.
+                used("t3", 2, Some(json!("ok")), false),
+                used("t4", 2, None, false),
+            ],
+            bytes: 42,
+            ..Transcript::default()
+        };
+        let plan = plan("s", "/work", &transcript, Reader::Session);
+        assert_eq!(shape(&plan), ["tool:t1@Some(0)", "tool:t2@Some(0)", "summary@0", "summary@1", "tool:t3@Some(2)"]);
+        let keys: Vec<&str> = plan.prompts.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["prompt:s:p1", "prompt:s:p2", "prompt:s:p3"]);
+        let BackfillItem::Tool { tool, .. } = &plan.items[1] else { unreachable!() };
+        assert_eq!(tool.error.as_deref(), Some("Exit code 2"));
+        assert_eq!(tool.tool_response, json!(null));
+        let BackfillItem::Summary { request, key, .. } = &plan.items[3] else { unreachable!() };
+        assert_eq!((request.last_user_message.as_str(), key.as_str()), ("two", "stop:s:p2"));
+        assert_eq!(plan.transcript_bytes, Some(42));
+    }
+
+    #[test]
+    fn a_subagent_transcript_gives_only_labelled_tool_uses() {
+        let transcript = Transcript {
+            prompts: vec![prompt("p1", "look around", true)],
+            tool_uses: vec![used("t1", 0, Some(json!("ok")), false)],
+            ..Transcript::default()
+        };
+        let plan = plan("s", "/work", &transcript, Reader::Subagent("Explore"));
+        assert!(plan.prompts.is_empty() && plan.transcript_bytes.is_none());
+        assert_eq!(shape(&plan), ["tool:t1@None"]);
+        let BackfillItem::Tool { tool, .. } = &plan.items[0] else { unreachable!() };
+        assert_eq!(tool.subagent.as_deref(), Some("Explore"));
+    }
+}

@@ -264,7 +264,10 @@ impl Builder {
             self.transcript.cwd = Some(cwd);
         }
         let own = !(entry.is_meta || entry.is_sidechain || entry.is_compact_summary);
-        if is_user && own && let Some(id) = entry.prompt_id.filter(|id| !id.is_empty()) {
+        if is_user
+            && own
+            && let Some(id) = entry.prompt_id.filter(|id| !id.is_empty())
+        {
             self.enter_prompt(id);
         }
         let Some(message) = entry.message else { return };
@@ -790,6 +793,74 @@ mod tests {
         let transcript = parse(&lines(&text));
         assert_eq!(transcript.tool_uses.len(), 1);
         assert_eq!(transcript.tool_uses[0].response, Some(json!("first")));
+    }
+
+    /// A run of Claude Code 2.1 as it writes it: queue operations and attachments around the entries, user
+    /// entries with their `promptId`, one line per content block of an API message, `last-prompt` and `mode`
+    /// at the end, and a second run (`--continue`) appended to the same file.
+    fn two_runs() -> String {
+        let user = |prompt: &str, content: Value| {
+            json!({"type": "user", "promptId": prompt, "cwd": "/work/repo", "message": {"role": "user", "content": content}})
+                .to_string()
+        };
+        let block = |id: &str, stop: &str, content: Value| {
+            json!({"type": "assistant", "message": {"id": id, "role": "assistant", "stop_reason": stop, "content": [content]}})
+                .to_string()
+        };
+        let result = |prompt: &str, id: &str, content: &str, error: bool| {
+            json!({"type": "user", "promptId": prompt, "message": {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": id, "content": content, "is_error": error}]},
+                "toolUseResult": if error { json!(format!("Error: {content}")) } else { json!({"stdout": content}) }})
+            .to_string()
+        };
+        lines(&[
+            json!({"type": "queue-operation", "operation": "enqueue", "content": "Fix it"}).to_string(),
+            user("p1", json!("Fix it")),
+            json!({"type": "attachment", "attachment": {"type": "skill_listing"}}).to_string(),
+            block("msg_1", "tool_use", json!({"type": "text", "text": "Looking."})),
+            block(
+                "msg_1",
+                "tool_use",
+                json!({"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}),
+            ),
+            block(
+                "msg_1",
+                "tool_use",
+                json!({"type": "tool_use", "id": "t2", "name": "Bash", "input": {"command": "false"}}),
+            ),
+            result("p1", "t1", "a b", false),
+            result("p1", "t2", "Exit code 1", true),
+            block("msg_2", "end_turn", json!({"type": "text", "text": "Part one."})),
+            block("msg_2", "end_turn", json!({"type": "text", "text": "Part two."})),
+            json!({"type": "last-prompt", "lastPrompt": "Fix it"}).to_string(),
+            user("p2", json!([{"type": "text", "text": "And now?"}])),
+            block("msg_3", "tool_use", json!({"type": "tool_use", "id": "t3", "name": "Read", "input": {}})),
+            json!({"type": "mode", "mode": "default"}).to_string(),
+        ])
+    }
+
+    #[test]
+    fn prompts_turns_and_split_messages_of_claude_code_2_1() {
+        let transcript = parse(&two_runs());
+        assert_eq!(transcript.skipped_lines, 0);
+        assert_eq!(transcript.cwd.as_deref(), Some("/work/repo"));
+        let prompts: Vec<(&str, Option<&str>, Option<&str>, bool)> = transcript
+            .prompts
+            .iter()
+            .map(|p| (p.id.as_str(), p.text.as_deref(), p.last_assistant_message.as_deref(), p.ended))
+            .collect();
+        assert_eq!(
+            prompts,
+            [("p1", Some("Fix it"), Some("Part one.\nPart two."), true), ("p2", Some("And now?"), None, false)]
+        );
+        let uses: Vec<(&str, Option<usize>, bool)> =
+            transcript.tool_uses.iter().map(|t| (t.id.as_str(), t.prompt, t.is_error)).collect();
+        assert_eq!(uses, [("t1", Some(0), false), ("t2", Some(0), true), ("t3", Some(1), false)]);
+        assert_eq!(transcript.tool_uses[1].response, Some(json!("Error: Exit code 1")));
+        assert_eq!(transcript.tool_uses[2].response, None, "a PostToolUse can fire before its result is written");
+        assert_eq!(transcript.last_assistant_message.as_deref(), Some("Part one.\nPart two."));
+        assert_eq!(transcript.last_user_message.as_deref(), Some("And now?"));
+        assert_eq!(transcript.bytes, two_runs().len() as u64);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use super::{EVENTS, HookMode};
 
 /// The events of [`EVENTS`] that take a tool `matcher`; memtray matches every tool.
 const TOOL_EVENTS: &[&str] = &["PostToolUse", "PostToolUseFailure"];
-/// The event Claude Code runs only `command` (and `mcp_tool`) hooks for, never `http` ones.
-const COMMAND_ONLY_EVENT: &str = "SessionStart";
+/// The events the http mode still installs as command hooks: `SessionStart`, which Claude Code runs only
+/// `command` (and `mcp_tool`) hooks for, and `SessionEnd`, so that a session's end reaches memtray's inbox
+/// even while memtray is down (what happened in between is filled in from the transcript).
+const SESSION_EVENTS: &[&str] = &["SessionStart", "SessionEnd"];
 /// The daemon's Claude Code intake path.
 const HTTP_PATH: &str = "/hooks/claude-code";
 /// Seconds Claude Code waits for the daemon: it answers at once, and a failure never blocks Claude Code.
@@ -27,7 +29,7 @@ impl HookMode {
     pub(super) fn hook_for(&self, event: &str) -> Value {
         match self {
             HookMode::Http { port, program } => {
-                if event == COMMAND_ONLY_EVENT {
+                if SESSION_EVENTS.contains(&event) {
                     return command_hook(program);
                 }
                 json!({
@@ -277,7 +279,8 @@ mod tests {
         for event in EVENTS {
             let hooks = memtray_hooks(&settings, event);
             assert_eq!(hooks.len(), 1, "{event}");
-            assert_eq!(hooks[0]["type"], if *event == "SessionStart" { "command" } else { "http" }, "{event}");
+            let command = ["SessionStart", "SessionEnd"].contains(event);
+            assert_eq!(hooks[0]["type"], if command { "command" } else { "http" }, "{event}");
         }
     }
 

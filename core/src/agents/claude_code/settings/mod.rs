@@ -20,25 +20,19 @@ use entries::{BadShape, install_into, uninstall_from};
 use file::{load, save};
 
 /// The Claude Code events memtray hooks into, in the order they are added to a settings file.
-pub const EVENTS: &[&str] = &[
-    "SessionStart",
-    "UserPromptSubmit",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "SubagentStop",
-    "Stop",
-    "SessionEnd",
-];
+pub const EVENTS: &[&str] =
+    &["SessionStart", "UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "SubagentStop", "Stop", "SessionEnd"];
 
 /// How Claude Code should deliver hook events to memtray.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookMode {
-    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`; `SessionStart`, which Claude
-    /// Code runs only command hooks for, runs `<program> hook`.
+    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`; `SessionStart` (which Claude
+    /// Code runs only command hooks for) and `SessionEnd` (so that it is kept while memtray is down) run
+    /// `<program> hook`.
     Http {
         /// The daemon's listening port.
         port: u16,
-        /// The memtray binary, for `SessionStart` (made absolute as for `Command`).
+        /// The memtray binary, for the session events (made absolute as for `Command`).
         program: PathBuf,
     },
     /// Claude Code runs `<program> hook` with the event on stdin and waits for it (it answers within
@@ -193,8 +187,8 @@ mod tests {
         assert_eq!(keys(&settings), ["hooks"]);
         assert_eq!(keys(&settings["hooks"]), EVENTS);
         for event in EVENTS {
-            // Claude Code runs only command hooks on SessionStart.
-            let expected_hook = if *event == "SessionStart" {
+            // Claude Code runs only command hooks on SessionStart; SessionEnd must reach the inbox when down.
+            let expected_hook = if *event == "SessionStart" || *event == "SessionEnd" {
                 json!({"type": "command", "command": "/usr/bin/memtray hook", "timeout": 5})
             } else {
                 json!({"type": "http", "url": "http://127.0.0.1:4417/hooks/claude-code", "timeout": 2})
