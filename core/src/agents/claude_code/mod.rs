@@ -67,10 +67,12 @@ pub async fn dispatch(intake: &Intake, event: HookEvent, replay_key: Option<&str
                     .unwrap_or_default(),
             };
             // A Stop delivered twice (retries, inbox and live) is one summary: keyed by the prompt when Claude
-            // Code names it, else by what the agent last said.
+            // Code names it, else by what the agent last said (the same on both paths), else by the replay.
+            let said = &request.last_assistant_message;
             let key = natural_key("stop", agent, event.prompt_id.as_deref())
+                .or_else(|| (!said.is_empty()).then(|| format!("stop:{agent}:{:016x}", fnv1a(said.as_bytes()))))
                 .or(replay_key.map(String::from))
-                .unwrap_or_else(|| format!("stop:{agent}:{:016x}", fnv1a(request.last_assistant_message.as_bytes())));
+                .unwrap_or_else(|| format!("stop:{agent}:{:016x}", fnv1a(b"")));
             intake.queue_summarize(agent, &project, request, Some(key)).await?;
         }
         "SubagentStop" => {
