@@ -19,7 +19,8 @@
 //! - Surfaces
 //!   - [`api`]: the HTTP routes (claude-mem compatible intake, Claude Code's hooks, the inspector API, the
 //!     event stream, the embedded web UI from the top-level `ui/` folder) and how errors become answers.
-//!   - [`server`]: binds loopback and serves a [`Core`] over the API.
+//!   - [`server`]: binds loopback and serves a [`Core`] over the API; [`secret`]: this user's secret, which
+//!     reading memory and administering need (the API's guard is `api::guard`).
 //!   - [`client`]: the async client of a running memtray (requests and the event stream).
 //! - Adapters
 //!   - [`agents::claude_code`]: Claude Code's hook events, transcripts and reconciliation, the hook inbox,
@@ -39,6 +40,7 @@ pub mod privacy;
 pub mod project;
 pub mod queries;
 pub mod queue;
+pub mod secret;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::claude_code::{inbox, reconcile};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Guard};
 use crate::client::Client;
 use crate::config::Config;
 use crate::core::{Core, CoreError, StartError};
+use crate::secret::Secret;
 
 /// How long in-flight requests get to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
@@ -37,6 +38,15 @@ pub enum ServerError {
         version: String,
         /// Its process id.
         pid: u64,
+    },
+    /// Another account's memtray (one that cannot prove it knows this user's secret) holds the port.
+    #[error(
+        "port {port} on 127.0.0.1 is held by a memtray that is not this user's (another account's?); set \
+         MEMTRAY_PORT or `port` in the config file"
+    )]
+    Foreign {
+        /// The port.
+        port: u16,
     },
     /// Something else holds the port.
     #[error("port {port} on 127.0.0.1 is in use by another program; set MEMTRAY_PORT or `port` in the config file")]
@@ -73,8 +83,8 @@ pub struct Server {
 impl Server {
     /// Binds `127.0.0.1:config.port` (0 picks a free port), starts the core and starts serving. The API
     /// is ready when this returns.
-    pub async fn start(config: &Config) -> Result<Server, ServerError> {
-        let listener = bind(config.port).await?;
+    pub async fn start(config: &Config, secret: Secret) -> Result<Server, ServerError> {
+        let listener = bind(config.port, &secret).await?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { port: config.port, source })?;
         let core = Core::start(config).await?;
         // Events `memtray hook` stored while no server ran come first, before anything newer can arrive.
@@ -88,7 +98,8 @@ impl Server {
         }
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let state = AppState::new(&core, stopping.clone(), tracker.clone());
+        let guard = Guard::new(local_addr.port(), secret, config.intake_requires_secret);
+        let state = AppState::new(&core, stopping.clone(), tracker.clone(), guard);
         tracker.spawn(state.watch_inbox(INBOX_WATCH));
         let app = api::router(state, config.max_body_bytes);
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
@@ -131,14 +142,16 @@ impl Server {
     }
 }
 
-async fn bind(port: u16) -> Result<TcpListener, ServerError> {
+async fn bind(port: u16, secret: &Secret) -> Result<TcpListener, ServerError> {
     match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
         Ok(listener) => Ok(listener),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            Err(match Client::with_timeout(port, OCCUPANT_TIMEOUT).health().await {
-                Ok(health) if health.service == "memtray" => {
-                    ServerError::AlreadyRunning { port, version: health.version, pid: health.pid }
-                }
+            let occupant = Client::with_timeout(port, OCCUPANT_TIMEOUT).with_secret(secret.clone());
+            Err(match occupant.health().await {
+                Ok(health) if health.service == "memtray" => match occupant.verify().await {
+                    Ok(()) => ServerError::AlreadyRunning { port, version: health.version, pid: health.pid },
+                    Err(_) => ServerError::Foreign { port },
+                },
                 _ => ServerError::PortInUse { port },
             })
         }

@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiJson};
-use super::{Detach, Stopping, idempotency_key};
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::{Detach, Guard, Stopping, idempotency_key};
 use crate::intake::{Intake, Queued};
 use crate::project;
 use crate::queries::Queries;
@@ -36,6 +36,23 @@ pub(super) async fn readiness(State(Stopping(stopping)): State<Stopping>) -> imp
     } else {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Challenge {
+    nonce: String,
+}
+
+/// `GET /api/whoami?nonce=N`: proves this server knows this user's secret (an HMAC of the nonce) without
+/// showing it, so a client can tell its own memtray from another account's on the same port.
+pub(super) async fn whoami(
+    State(guard): State<Guard>,
+    ApiQuery(challenge): ApiQuery<Challenge>,
+) -> Result<Json<Value>, ApiError> {
+    if !(16..=128).contains(&challenge.nonce.len()) {
+        return Err(ApiError::Invalid("nonce must be 16 to 128 characters"));
+    }
+    Ok(Json(json!({ "service": "memtray", "proof": guard.secret().proof(&challenge.nonce) })))
 }
 
 pub(super) async fn version() -> Json<Value> {

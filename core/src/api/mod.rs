@@ -8,6 +8,7 @@
 
 mod claude_mem;
 pub mod error;
+pub mod guard;
 mod hooks;
 mod inspector;
 mod stream;
@@ -30,6 +31,7 @@ use crate::queries::Queries;
 use crate::queue::Queue;
 
 pub use error::ApiError;
+pub use guard::Guard;
 
 /// What the handlers can take from; each takes one part.
 #[derive(Clone)]
@@ -45,6 +47,8 @@ pub struct AppState {
     inbox_drain: InboxDrain,
     /// Where state-changing requests run their work.
     detach: Detach,
+    /// The checks in front of every route, and this user's secret.
+    guard: Guard,
 }
 
 /// The server's stop token.
@@ -77,7 +81,7 @@ impl Detach {
 impl AppState {
     /// The handles of `core`, the token that ends open streams when the server stops, and the tracker the
     /// server waits for before it stops the core (requests' detached work runs there).
-    pub fn new(core: &Core, stopping: CancellationToken, tracker: TaskTracker) -> AppState {
+    pub fn new(core: &Core, stopping: CancellationToken, tracker: TaskTracker, guard: Guard) -> AppState {
         AppState {
             intake: core.intake().clone(),
             queue: core.queue().clone(),
@@ -86,6 +90,7 @@ impl AppState {
             stopping: Stopping(stopping),
             inbox_drain: InboxDrain(Arc::default()),
             detach: Detach(tracker),
+            guard,
         }
     }
 }
@@ -113,6 +118,7 @@ part!(updates: Updates);
 part!(stopping: Stopping);
 part!(inbox_drain: InboxDrain);
 part!(detach: Detach);
+part!(guard: Guard);
 
 /// The whole API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -121,6 +127,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/health", get(claude_mem::health))
         .route("/api/readiness", get(claude_mem::readiness))
         .route("/api/version", get(claude_mem::version))
+        .route("/api/whoami", get(claude_mem::whoami))
         .route("/api/processing-status", get(claude_mem::processing_status))
         .route("/api/sessions/init", post(claude_mem::init))
         .route("/api/sessions/observations", post(claude_mem::observation))
@@ -141,6 +148,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::check))
         .with_state(state)
 }
 

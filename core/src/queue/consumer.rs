@@ -413,10 +413,11 @@ struct DoneMessage {
 
 /// Commits one answer: the message's new state and, only if the claim is still current, its memory.
 fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result<(DoneMessage, Applied)> {
-    let Done { message_id, attempt, prompt_number, tool, outcome } = done;
+    let Done { message_id, attempt, mut prompt_number, tool, outcome } = done;
     let applied = match outcome {
         Outcome::Observed(observations) => {
-            if messages::complete(c, message_id, attempt, now)? {
+            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
+                prompt_number = filed_under;
                 let ids = memories::insert_observations(
                     c,
                     session_id,
@@ -433,7 +434,8 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
             }
         }
         Outcome::Summarized(summary) => {
-            if messages::complete(c, message_id, attempt, now)? {
+            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
+                prompt_number = filed_under;
                 let id = memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?;
                 messages::drop_span_payloads(c, session_id, prompt_number)?;
                 Applied::Summary(id, summary)

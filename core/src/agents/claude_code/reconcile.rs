@@ -122,7 +122,13 @@ pub(super) async fn read_transcript(path: Option<String>) -> Transcript {
     match read {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "transcript not readable");
+            // A transcript that is gone is common (a cleaned-up session); anything else deserves a look.
+            let gone = matches!(&e, transcript::TranscriptError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            if gone {
+                tracing::debug!(error = %e, "transcript not found; nothing to reconcile");
+            } else {
+                tracing::warn!(error = %e, "transcript not readable; nothing reconciled, the event still counts");
+            }
             Transcript::default()
         }
         Err(_) => Transcript::default(),

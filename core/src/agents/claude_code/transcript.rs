@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -85,18 +84,33 @@ pub enum TranscriptError {
     },
 }
 
-/// Reads the transcript at `path`, streaming it line by line.
+/// The most of a transcript that is read: a session's file past this is read up to here.
+pub const MAX_BYTES: u64 = 256 << 20;
+/// The longest line kept; a longer one (a tool result of a huge file, or no line breaks at all) is skipped.
+pub const MAX_LINE: usize = 32 << 20;
+
+/// Reads the transcript at `path`, streaming it line by line. Only a regular file is read (not a FIFO, a
+/// device such as `/dev/zero`, or a directory), opened without blocking, at most [`MAX_BYTES`] of it, each
+/// line at most [`MAX_LINE`] long.
 ///
 /// # Errors
-/// [`TranscriptError::Open`] when the file cannot be opened; once it is open, bad lines are only counted.
+/// [`TranscriptError::Open`] when the file cannot be opened or is not a regular file; once it is open, bad
+/// lines are only counted.
 pub fn read(path: &Path) -> Result<Transcript, TranscriptError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let open_error = |source| TranscriptError::Open { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(open_error)?;
-    // Opening a directory succeeds on Unix; reading it would not.
-    if file.metadata().map_err(open_error)?.is_dir() {
-        return Err(open_error(io::Error::new(io::ErrorKind::IsADirectory, "is a directory")));
+    // Without O_NONBLOCK, opening a FIFO nobody writes to waits forever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(open_error)?;
+    if !file.metadata().map_err(open_error)?.is_file() {
+        return Err(open_error(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
     }
-    Ok(read_from(BufReader::new(file)))
+    Ok(read_from(BufReader::new(file.take(MAX_BYTES))))
 }
 
 /// Reads a transcript from any buffered reader, one line at a time into a reused buffer.
@@ -105,20 +119,53 @@ pub fn read_from(mut reader: impl BufRead) -> Transcript {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(n) => {
+        match read_line(&mut reader, &mut line) {
+            Ok((0, _)) => break,
+            Ok((n, fits)) => {
                 builder.transcript.bytes += n as u64;
-                builder.line(&line);
+                if fits {
+                    builder.line(&line);
+                } else {
+                    builder.transcript.skipped_lines += 1;
+                }
             }
             Err(_) => {
-                // `read_until` already retries `Interrupted`; anything else would likely repeat forever.
+                // `fill_buf` already retries `Interrupted`; anything else would likely repeat forever.
                 builder.transcript.skipped_lines += 1;
                 break;
             }
         }
     }
     builder.transcript
+}
+
+/// Reads up to and including the next `\n` into `line`, keeping at most [`MAX_LINE`] bytes: returns the
+/// bytes consumed and whether the line fit (a line that did not is consumed and left out).
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+    let (mut consumed, mut fits) = (0, true);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((consumed, fits));
+        }
+        let (chunk, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        if fits && line.len() + chunk.len() > MAX_LINE {
+            fits = false;
+            line.clear();
+        }
+        if fits {
+            line.extend_from_slice(chunk);
+        }
+        let n = chunk.len();
+        reader.consume(n);
+        consumed += n;
+        if ends {
+            return Ok((consumed, fits));
+        }
+    }
 }
 
 /// Text that Claude Code puts in user entries on its own: a user text starting with one of these is not the user's.
@@ -999,6 +1046,30 @@ mod tests {
             assert_eq!(response["stdout"].as_str().map(str::len), Some(1024));
         }
         assert_eq!(transcript.last_user_message, None);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // No writer: a blocking open would never return.
+        let err = read(&fifo).unwrap_err();
+        assert!(err.to_string().contains("fifo"), "{err}");
+        assert!(read(Path::new("/dev/zero")).is_err(), "a device is not a transcript");
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read(&link).is_err(), "nor a link to one");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_skipped_and_reading_goes_on() {
+        let long = "x".repeat(MAX_LINE + 1);
+        let text = lines(&[tool_use("toolu_a", "Read"), long, tool_result("toolu_a", json!("ok"))]);
+        let transcript = parse(&text);
+        assert_eq!(transcript.skipped_lines, 1);
+        assert_eq!(transcript.tool_uses[0].response, Some(json!("ok")));
+        assert_eq!(transcript.bytes, text.len() as u64);
     }
 
     #[test]

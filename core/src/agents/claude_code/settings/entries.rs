@@ -28,15 +28,19 @@ impl HookMode {
     /// Code kills `async` hooks still running when a `-p` run ends, and their events are lost.
     pub(super) fn hook_for(&self, event: &str) -> Value {
         match self {
-            HookMode::Http { port, program } => {
+            HookMode::Http { port, program, secret } => {
                 if SESSION_EVENTS.contains(&event) {
                     return command_hook(program);
                 }
-                json!({
+                let mut hook = json!({
                     "type": "http",
                     "url": format!("http://127.0.0.1:{port}{HTTP_PATH}"),
                     "timeout": HTTP_TIMEOUT_SECS,
-                })
+                });
+                if let Some(secret) = secret {
+                    hook["headers"] = json!({ "X-Memtray-Token": secret });
+                }
+                hook
             }
             HookMode::Command { program } => command_hook(program),
         }

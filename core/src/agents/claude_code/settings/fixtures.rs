@@ -12,7 +12,7 @@ use super::entries::{group_hooks, is_memtray_hook};
 
 /// The http mode on `port`, with `/usr/bin/memtray` for `SessionStart`.
 pub(super) fn http(port: u16) -> HookMode {
-    HookMode::Http { port, program: "/usr/bin/memtray".into() }
+    HookMode::Http { port, program: "/usr/bin/memtray".into(), secret: None }
 }
 
 /// The JSON value of the file at `path`.

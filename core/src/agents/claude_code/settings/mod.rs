@@ -34,6 +34,9 @@ pub enum HookMode {
         port: u16,
         /// The memtray binary, for the session events (made absolute as for `Command`).
         program: PathBuf,
+        /// This user's secret, sent by the http hooks in the `X-Memtray-Token` header (so that a server set
+        /// to `intake_requires_secret` takes them); the settings file is then kept 0600.
+        secret: Option<String>,
     },
     /// Claude Code runs `<program> hook` with the event on stdin and waits for it (it answers within
     /// `hook_budget_ms`).
@@ -110,8 +113,12 @@ pub struct Change {
 /// # Errors
 /// [`SettingsError`] when the file cannot be read, is not valid JSON, is not shaped like settings, or cannot be
 /// written; the file is then unchanged.
+///
+/// When the http hooks carry this user's secret (see [`HookMode::Http`]), the file (and its backup) is made
+/// readable by its owner alone.
 pub fn install(path: &Path, mode: &HookMode, dry_run: bool) -> Result<Change, SettingsError> {
-    edit(path, dry_run, |root| install_into(root, mode))
+    let holds_secret = matches!(mode, HookMode::Http { secret: Some(_), .. });
+    edit(path, dry_run, holds_secret, |root| install_into(root, mode))
 }
 
 /// Removes exactly memtray's hooks from the settings file at `path`.
@@ -123,7 +130,7 @@ pub fn install(path: &Path, mode: &HookMode, dry_run: bool) -> Result<Change, Se
 /// # Errors
 /// As for [`install`].
 pub fn uninstall(path: &Path, dry_run: bool) -> Result<Change, SettingsError> {
-    edit(path, dry_run, uninstall_from)
+    edit(path, dry_run, false, uninstall_from)
 }
 
 /// A readable summary of `change`: a line diff with a little context (`- ` removed, `+ ` added, `  ` kept,
@@ -138,13 +145,20 @@ pub fn describe(change: &Change) -> String {
     if shown.is_empty() { "no change".to_owned() } else { shown }
 }
 
-/// Reads, edits with `apply`, and (unless `dry_run` or unchanged) writes the settings file at `path`.
+/// Reads, edits with `apply`, and (unless `dry_run` or unchanged) writes the settings file at `path`; with
+/// `owner_only`, the file ends up readable by its owner alone (0600) even when its content was right.
 fn edit(
     path: &Path,
     dry_run: bool,
+    owner_only: bool,
     apply: impl FnOnce(&mut Map<String, Value>) -> Result<(), BadShape>,
 ) -> Result<Change, SettingsError> {
-    let loaded = load(path)?;
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut loaded = load(path)?;
+    if owner_only {
+        loaded.permissions = Some(std::fs::Permissions::from_mode(0o600));
+    }
     let mut root = loaded.root.clone();
     apply(&mut root).map_err(|BadShape| SettingsError::NotAnObject { path: path.to_path_buf() })?;
     let changed = root != loaded.root;
@@ -157,6 +171,9 @@ fn edit(
     };
     if changed && !dry_run {
         save(path, &loaded, &after)?;
+    } else if owner_only && !dry_run && loaded.bytes.is_some() {
+        let restrict = std::fs::set_permissions(&loaded.target, std::fs::Permissions::from_mode(0o600));
+        restrict.map_err(|source| SettingsError::Write { path: path.to_path_buf(), source })?;
     }
     Ok(Change { path: path.to_path_buf(), before: loaded.text, after, changed })
 }
