@@ -145,7 +145,9 @@ pub async fn reconcile_at_start(intake: &Intake, queries: &Queries) -> Result<us
         known
             .into_iter()
             .filter(|t| {
-                let size = std::fs::metadata(&t.path).ok().filter(|m| m.is_file()).map(|m| m.len());
+                // Past the reading limit a transcript is never read further: it counts as seen up to it.
+                let size =
+                    std::fs::metadata(&t.path).ok().filter(|m| m.is_file()).map(|m| m.len().min(transcript::MAX_BYTES));
                 match (size, t.seen) {
                     (None, _) => false,
                     (Some(size), Some(seen)) => size != seen,
