@@ -553,7 +553,9 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         server = subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
         try:
             self.assertIn(b"ready", server.stdout.readline())
-            app = self.start(port=port)
+            # The same user's app: it shares the server's state folder, so it knows the secret the server
+            # must prove it knows.
+            app = self.start(port=port, env={"MEMTRAY_STATE_DIR": root + "/state"})
             tray = await self.tray_of(app)
             await until("the attached status", lambda: self._label(tray, 0, "Idle (memtray serve)"))
             summarized_session(app, "a1", "ledger")
@@ -571,6 +573,27 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
             if server.poll() is None:
                 server.kill()
                 server.wait()
+
+    async def test_another_accounts_memtray_on_the_port_is_not_followed(self):
+        port = free_port()
+        root = tempfile.mkdtemp(prefix="memtray-serve-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRAY_")}
+        env.update({"MEMTRAY_PORT": str(port), "MEMTRAY_DATA_DIR": root, "MEMTRAY_CONFIG": root + "/c.toml",
+                    "MEMTRAY_STATE_DIR": root + "/state", "MEMTRAY_LOG": "warn"})
+        server = subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
+        try:
+            self.assertIn(b"ready", server.stdout.readline())
+            # Its own state folder, so its own secret: the server cannot prove it knows this app's.
+            app = self.start(port=port)
+            await until("the tray to register", lambda: self.watcher.items, timeout=30)
+            name, path = self.watcher.items[-1]
+            tray = fake_desktop.Tray(self.bus, name, path)
+            label = await until("the error status line", lambda: self._label(tray, 0, "Not running:"))
+            self.assertIn("not this user's", label)
+            self.assertIsNone(app.proc.poll(), "the app keeps running and keeps trying")
+        finally:
+            server.kill()
+            server.wait()
 
     async def test_a_foreign_program_on_the_port_shows_the_error_state(self):
         squatter = socket.socket()
