@@ -190,6 +190,7 @@ fn memtray(home: &Path, args: &[&str]) -> Output {
         .env("HOME", home)
         .env("MEMTRAY_CONFIG", home.join("none.toml"))
         .env("MEMTRAY_DATA_DIR", home.join("data"))
+        .env("MEMTRAY_STATE_DIR", home.join("state"))
         .env_remove("MEMTRAY_PORT")
         .output()
         .unwrap()
@@ -244,6 +245,11 @@ fn install_hooks_keeps_other_hooks_and_is_idempotent() {
     let ours = post_tool_use.iter().find(|g| g["hooks"][0]["type"] == "http").unwrap();
     assert_eq!(ours["matcher"], "*");
     assert_eq!(ours["hooks"][0]["url"], "http://127.0.0.1:37777/hooks/claude-code");
+    // The http hooks carry this user's secret, so the file is the owner's alone.
+    let token = std::fs::read_to_string(home.path().join("state/token")).unwrap();
+    assert_eq!(ours["hooks"][0]["headers"]["X-Memtray-Token"], token.trim());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&settings).unwrap().permissions().mode() & 0o777, 0o600);
 
     let bytes = std::fs::read(&settings).unwrap();
     let out = memtray(home.path(), &["install-hooks"]);
