@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// No home directory could be found to derive the default paths from.
     #[error("no home directory: set MEMTRAY_DATA_DIR and MEMTRAY_CONFIG")]
     NoHome,
+    /// A pattern of `exclude_projects` is not a glob.
+    #[error("invalid pattern in exclude_projects: {0}")]
+    Pattern(#[from] globset::Error),
 }
 
 /// How hard the commit that acknowledges a message is pushed to disk.
@@ -86,6 +89,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `memtray hook` exits within this budget whatever happens.
     pub hook_budget_ms: u64,
+    /// Projects (glob patterns on the project name) memtray neither captures nor gives context for.
+    pub exclude_projects: Vec<String>,
+    /// The most characters of context a session start gets (Claude Code caps hook output at 10,000).
+    pub context_chars: usize,
+    /// On each prompt, add the best matches of its words among the project's older memory as context.
+    pub prompt_context: bool,
     /// Hook intake needs this user's secret too (Claude Code's http hooks carry it once `install-hooks` put
     /// it there; claude-mem's hooks do not, so this is off by default).
     pub intake_requires_secret: bool,
@@ -121,6 +130,9 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             hook_budget_ms: 2_000,
             intake_requires_secret: false,
+            exclude_projects: Vec::new(),
+            context_chars: 6_000,
+            prompt_context: false,
             fault_provider_delay_ms: 0,
             fault_fail_tools: Vec::new(),
             notifications: true,
@@ -138,6 +150,9 @@ pub struct Paths {
     /// Where `memtray hook` and friends write their log lines.
     pub state_dir: PathBuf,
 }
+
+/// Claude Code's cap on the text a hook adds to the context.
+pub const CONTEXT_CHARS_MAX: usize = 10_000;
 
 /// Makes every file and folder this process creates private to its user (umask 077: folders 0700, files
 /// 0600) from the first one on. The binaries call it before anything else.
@@ -182,6 +197,8 @@ impl Config {
         };
         let mut config = Self::read_file(&config_file)?;
         config.apply_env(&env)?;
+        crate::project::exclusions(&config.exclude_projects)?;
+        config.context_chars = config.context_chars.min(CONTEXT_CHARS_MAX);
         if config.data_dir.as_os_str().is_empty() {
             config.data_dir = dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir().to_path_buf();
         }
@@ -262,6 +279,9 @@ impl Config {
         list(env, "MEMTRAY_FAULT_FAIL_TOOLS", &mut self.fault_fail_tools);
         flag(env, "MEMTRAY_NOTIFICATIONS", &mut self.notifications)?;
         flag(env, "MEMTRAY_INTAKE_REQUIRES_SECRET", &mut self.intake_requires_secret)?;
+        list(env, "MEMTRAY_EXCLUDE_PROJECTS", &mut self.exclude_projects);
+        num(env, "MEMTRAY_CONTEXT_CHARS", &mut self.context_chars)?;
+        flag(env, "MEMTRAY_PROMPT_CONTEXT", &mut self.prompt_context)?;
         Ok(())
     }
 

@@ -71,6 +71,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Tools whose events are skipped.
     pub skip_tools: HashSet<String>,
+    /// Projects whose events are skipped (`exclude_projects`).
+    pub exclude_projects: globset::GlobSet,
     /// Global cap on concurrent provider calls.
     pub max_concurrent_provider_calls: usize,
     /// Where "now" comes from: the system clock, or tokio's (paused) clock in tests.
@@ -87,6 +89,9 @@ impl From<&Config> for Settings {
             stuck_after: c.stuck_after(),
             retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
             skip_tools: c.skip_tools.iter().cloned().collect(),
+            // Checked when the configuration was loaded; a config built by hand with a bad pattern excludes
+            // nothing rather than everything.
+            exclude_projects: crate::project::exclusions(&c.exclude_projects).unwrap_or_else(|_| globset::GlobSet::empty()),
             max_concurrent_provider_calls: c.max_concurrent_provider_calls.max(1),
             clock: Clock::system(),
         }

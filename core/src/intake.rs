@@ -1,7 +1,7 @@
 //! Intake: where events come in. Each is persisted in one write transaction, acknowledged only after the
-//! commit, and then its session's consumer is woken. Privacy stripping and the skip list apply here, before
-//! anything is stored. The hook inbox (events `memtray hook` stored itself while no server answered) is
-//! read and emptied through here too.
+//! commit, and then its session's consumer is woken. Privacy stripping, the skip list and `exclude_projects`
+//! apply here, before anything is stored. The hook inbox (events `memtray hook` stored itself while no server
+//! answered) is read and emptied through here too.
 
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ pub enum SkipReason {
     SkippedTool,
     /// The session's current prompt was entirely private.
     PrivatePrompt,
+    /// The project matches `exclude_projects`.
+    ExcludedProject,
 }
 
 impl SkipReason {
@@ -30,6 +32,7 @@ impl SkipReason {
         match self {
             SkipReason::SkippedTool => "skip_tool",
             SkipReason::PrivatePrompt => "private",
+            SkipReason::ExcludedProject => "excluded_project",
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Initialized {
     pub private: bool,
     /// The same idempotency key was seen before.
     pub duplicate: bool,
+    /// The project is excluded: nothing was stored (and `session_id` is 0).
+    pub excluded: bool,
 }
 
 /// What a transcript shows that memtray may lack, for [`Intake::backfill`].
@@ -236,6 +241,9 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Initialized> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(Initialized { session_id: 0, prompt_number: 0, private: false, duplicate: false, excluded: true });
+        }
         let prompt = prompt.map(privacy::strip_prompt);
         let private = matches!(prompt, Some(None));
         let (session, recorded) = self
@@ -252,6 +260,7 @@ impl Intake {
             prompt_number: recorded.map_or(session.prompt_counter, |r| r.prompt_number),
             private,
             duplicate: recorded.is_some_and(|r| r.duplicate),
+            excluded: false,
         })
     }
 
@@ -265,6 +274,9 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(Queued::Skipped(SkipReason::ExcludedProject));
+        }
         if self.inner.settings.skip_tools.contains(&tool.tool_name) {
             return Ok(Queued::Skipped(SkipReason::SkippedTool));
         }
@@ -288,6 +300,9 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(Queued::Skipped(SkipReason::ExcludedProject));
+        }
         request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
         request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
         let (queued, project) =
@@ -334,6 +349,9 @@ impl Intake {
         source: Option<String>,
     ) -> Result<i64> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(0);
+        }
         let (session, ()) = self
             .in_session(agent_session_id, project, move |c, session, _| {
                 sessions::set_origin(c, session.id, transcript_path.as_deref(), source.as_deref())
@@ -352,6 +370,9 @@ impl Intake {
         tools: Vec<ToolUse>,
     ) -> Result<usize> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(0);
+        }
         let skip = &self.inner.settings.skip_tools;
         let payloads: Vec<(Option<String>, Payload)> = tools
             .into_iter()
@@ -391,6 +412,9 @@ impl Intake {
     /// wrong prompt move. A session is created if new but never reopened: filling in history is not activity.
     pub async fn backfill(&self, agent_session_id: &str, project: &str, backfill: Backfill) -> Result<Backfilled> {
         self.accepting()?;
+        if self.excluded(project) {
+            return Ok(Backfilled::default());
+        }
         let agent = agent_session_id.to_string();
         let project = project.to_string();
         let clock = self.inner.settings.clock;
@@ -486,6 +510,11 @@ impl Intake {
             self.inner.trigger.changed();
         }
         Ok((session, out))
+    }
+
+    /// Whether `project` is one memtray must not capture.
+    pub fn excluded(&self, project: &str) -> bool {
+        self.inner.settings.exclude_projects.is_match(project)
     }
 
     fn accepting(&self) -> Result<()> {

@@ -50,6 +50,18 @@ pub fn from_cwd(cwd: &str) -> String {
     folder_name(cwd.ancestors().find(|dir| dir.join(".git").exists()).unwrap_or(cwd))
 }
 
+/// The `exclude_projects` patterns as one matcher of project names (`secret-*`, `client-{a,b}`).
+///
+/// # Errors
+/// The first pattern that is not a glob.
+pub fn exclusions(patterns: &[String]) -> Result<globset::GlobSet, globset::Error> {
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        set.add(globset::Glob::new(pattern)?);
+    }
+    set.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,10 @@ pub(super) async fn init(
     if init.private {
         answer["reason"] = "private".into();
     }
+    if init.excluded {
+        answer["skipped"] = true.into();
+        answer["reason"] = "excluded_project".into();
+    }
     if init.duplicate {
         answer["status"] = "duplicate".into();
     }

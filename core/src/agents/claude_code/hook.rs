@@ -30,11 +30,24 @@ pub enum Outcome {
     Malformed,
     /// The server refused it or the database could not store it; logged.
     Failed,
+    /// `MEMTRAY_DISABLED` is set in Claude Code's environment: nothing was read or sent.
+    Disabled,
+}
+
+/// Set (to anything but `0` or empty) in Claude Code's environment, it makes `memtray hook` a no-op.
+pub const DISABLED_ENV: &str = "MEMTRAY_DISABLED";
+
+/// Whether [`DISABLED_ENV`] says so.
+fn disabled() -> bool {
+    std::env::var(DISABLED_ENV).is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0")
 }
 
 /// Handles one event from `input`. Never panics on bad input; every outcome but `Delivered` leaves one line
 /// in `hook.log` in the state folder. Runs on the caller's runtime (the command builds a small one).
 pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
+    if disabled() {
+        return Outcome::Disabled;
+    }
     let deadline = Instant::now() + Duration::from_millis(config.hook_budget_ms.max(50));
     let mut body = Vec::new();
     let limit = config.max_body_bytes as u64;

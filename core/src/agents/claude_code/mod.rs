@@ -22,6 +22,10 @@ use reconcile::{Reader, read_transcript, reconcile};
 /// Acts on one hook event. `replay_key` (inbox replays) makes events without a natural key idempotent.
 pub async fn dispatch(intake: &Intake, event: HookEvent, replay_key: Option<&str>) -> Result<()> {
     let project = project::of_cwd(&event.cwd).await;
+    if intake.excluded(&project) {
+        tracing::debug!(project, "event of an excluded project ignored");
+        return Ok(());
+    }
     let agent = event.session_id.as_str();
     match event.hook_event_name.as_str() {
         "SessionStart" => {
