@@ -424,3 +424,47 @@ fn failed_and_subagent_tool_uses_are_observed_and_labelled() {
     assert_eq!(detail["observations"][1]["subagent"], "Explore");
     assert!(detail["observations"][0].get("subagent").is_none());
 }
+
+#[test]
+fn an_excluded_project_is_not_captured_and_memtray_disabled_silences_the_hook() {
+    let server = TestServer::start(&[("MEMTRAY_EXCLUDE_PROJECTS", "secret-*, client-?")]);
+    for cwd in ["/home/dev/secret-plans", "/home/dev/client-a"] {
+        let cwd_project = |name: &str| {
+            json!({"session_id": format!("s-{name}"), "cwd": cwd, "hook_event_name": name,
+            "prompt": "p", "tool_name": "Bash", "tool_use_id": format!("t-{cwd}-{name}"), "tool_input": {}, "tool_response": {}})
+        };
+        for name in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"] {
+            post_hook(&server, &cwd_project(name));
+        }
+    }
+    let (status, answer) = server.post(
+        "/api/sessions/observations",
+        &json!({"claudeSessionId": "cm", "project": "secret-x", "tool_name": "Bash", "tool_input": {}, "tool_response": {}}),
+    );
+    assert_eq!((status, answer["reason"].as_str()), (200, Some("excluded_project")), "{answer}");
+    assert_eq!(server.count("SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM messages)"), 0);
+    // Another project is captured as ever.
+    post_hook(
+        &server,
+        &json!({"session_id": "open", "cwd": "/home/dev/ledger", "hook_event_name": "UserPromptSubmit", "prompt": "p"}),
+    );
+    assert_eq!(server.count("SELECT count(*) FROM sessions"), 1);
+
+    // MEMTRAY_DISABLED=1 in Claude Code's environment: the hook reads nothing, sends nothing, logs nothing.
+    let event =
+        json!({"session_id": "off", "cwd": "/home/dev/ledger", "hook_event_name": "UserPromptSubmit", "prompt": "p"});
+    let mut child = server
+        .command("hook")
+        .env("MEMTRAY_DISABLED", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(event.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && out.stdout.is_empty());
+    assert_eq!(server.count("SELECT count(*) FROM sessions WHERE agent_session_id = 'off'"), 0);
+    // Without it, the same event is taken.
+    hook_event(&server, &event);
+    assert_eq!(server.count("SELECT count(*) FROM sessions WHERE agent_session_id = 'off'"), 1);
+}

@@ -91,7 +91,8 @@ impl From<&Config> for Settings {
             skip_tools: c.skip_tools.iter().cloned().collect(),
             // Checked when the configuration was loaded; a config built by hand with a bad pattern excludes
             // nothing rather than everything.
-            exclude_projects: crate::project::exclusions(&c.exclude_projects).unwrap_or_else(|_| globset::GlobSet::empty()),
+            exclude_projects: crate::project::exclusions(&c.exclude_projects)
+                .unwrap_or_else(|_| globset::GlobSet::empty()),
             max_concurrent_provider_calls: c.max_concurrent_provider_calls.max(1),
             clock: Clock::system(),
         }

@@ -242,7 +242,13 @@ impl Intake {
     ) -> Result<Initialized> {
         self.accepting()?;
         if self.excluded(project) {
-            return Ok(Initialized { session_id: 0, prompt_number: 0, private: false, duplicate: false, excluded: true });
+            return Ok(Initialized {
+                session_id: 0,
+                prompt_number: 0,
+                private: false,
+                duplicate: false,
+                excluded: true,
+            });
         }
         let prompt = prompt.map(privacy::strip_prompt);
         let private = matches!(prompt, Some(None));
