@@ -64,6 +64,9 @@ impl ApiError {
                 "storage_unavailable",
                 format!("{e}; nothing was stored, try again later"),
             ),
+            ApiError::Core(CoreError::Store(e @ (StoreError::EmptySearch | StoreError::BadSearch(_)))) => {
+                (StatusCode::BAD_REQUEST, "invalid_search", e.to_string())
+            }
             ApiError::Core(CoreError::Store(StoreError::Corrupt)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage_corrupt",
@@ -149,6 +152,13 @@ mod tests {
             (CoreError::Store(sql).into(), 500, "internal_error", false),
             (ApiError::Invalid("tool_name must not be empty"), 422, "invalid_fields", false),
             (ApiError::NotFound("session"), 404, "not_found", false),
+            (CoreError::Store(StoreError::EmptySearch).into(), 400, "invalid_search", false),
+            (
+                CoreError::Store(StoreError::BadSearch(Arc::new(rusqlite::Error::InvalidQuery))).into(),
+                400,
+                "invalid_search",
+                false,
+            ),
         ];
         for (error, status, code, retry) in table {
             let what = format!("{error:?}");
