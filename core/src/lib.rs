@@ -39,6 +39,7 @@ pub mod privacy;
 pub mod project;
 pub mod queries;
 pub mod queue;
+pub mod recall;
 pub mod server;
 pub mod status;
 pub mod store;

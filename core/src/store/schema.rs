@@ -186,6 +186,9 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO prompts_fts (rowid, title, body) SELECT id, title, body FROM prompt_text WHERE id = new.id;
     END;
 
+    -- Timelines walk observations by time.
+    CREATE INDEX observations_created ON observations (created_at, id);
+
     INSERT INTO observations_fts (observations_fts) VALUES ('rebuild');
     INSERT INTO summaries_fts (summaries_fts) VALUES ('rebuild');
     INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild');
