@@ -1,5 +1,5 @@
 //! The async client of a running memtray: its requests and its event stream, used by the command line
-//! (`memtray status`), the hook's server path (`memtray hook`), the server's "who holds the port" check and
+//! (`memtray status`, `memtray search`), the hook's server path (`memtray hook`), the server's "who holds the port" check and
 //! the desktop when another memtray serves the port.
 //!
 //! HTTP through `reqwest`; the event stream (`/stream`) read with `eventsource-stream` into [`Event`]s.
@@ -103,6 +103,11 @@ impl Client {
     /// GETs an API path and returns its JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GETs an API path with a query string made from `query` (pairs, or a struct) and returns its JSON.
+    pub async fn get_with<Q: serde::Serialize + ?Sized>(&self, path: &str, query: &Q) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(path)).query(query)).await
     }
 
     /// POSTs JSON to an API path and returns the answer's JSON.
