@@ -63,6 +63,12 @@ impl TestServer {
         cmd
     }
 
+    /// Sets (or replaces) an environment variable for the next `spawn` and `command`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

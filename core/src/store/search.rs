@@ -231,7 +231,7 @@ fn hit_from_row(r: &Row<'_>) -> rusqlite::Result<Hit> {
         created_at: r.get(5)?,
         title: if kind == Kind::Prompt { cut(&title, PROMPT_TITLE_CHARS) } else { title },
         observation_type: r.get(7)?,
-        snippet: html_snippet(snippet.as_deref().unwrap_or_default()),
+        snippet: html_snippet(snippet.as_deref().unwrap_or_default().trim()),
         score: r.get(9)?,
     })
 }
