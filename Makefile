@@ -42,7 +42,7 @@ run: deps
 	fi
 
 # The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary,
-# the core's queue semantics on a paused clock, the SIGKILL crash test, the inspector in a real browser, then the desktop app
+# the core's queue semantics on a paused clock, the SIGKILL crash test, search and the MCP server, the inspector in a real browser, then the desktop app
 # on a virtual display.
 test: deps
 	$(CARGO) test --workspace --lib --bins --tests
@@ -54,6 +54,7 @@ bench: deps
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench hook
 	$(CARGO) bench --bench inspector
+	$(CARGO) bench --bench search
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py

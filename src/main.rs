@@ -330,7 +330,9 @@ fn search(
     let (config, _) = Config::load()?;
     let kinds = kind
         .iter()
-        .map(|k| Kind::parse(k.trim()).with_context(|| format!("unknown kind {k:?}: use observation, summary or prompt")))
+        .map(|k| {
+            Kind::parse(k.trim()).with_context(|| format!("unknown kind {k:?}: use observation, summary or prompt"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let since = since
         .map(|s| dates::parse_time(&s).with_context(|| format!("--since {s:?}: use ms since the epoch or YYYY-MM-DD")))

@@ -20,13 +20,19 @@ type Client = RunningService<RoleClient, ()>;
 async fn connect(server: &TestServer) -> Client {
     let command = tokio::process::Command::from(server.command("mcp"));
     let transport = TokioChildProcess::new(command).expect("spawn memtray mcp");
-    tokio::time::timeout(Duration::from_secs(20), ().serve(transport)).await.expect("handshake in time").expect("MCP handshake")
+    tokio::time::timeout(Duration::from_secs(20), ().serve(transport))
+        .await
+        .expect("handshake in time")
+        .expect("MCP handshake")
 }
 
 async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
     let Value::Object(arguments) = arguments else { panic!("arguments must be an object") };
     let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
-    tokio::time::timeout(Duration::from_secs(20), client.call_tool(request)).await.expect("answer in time").expect("tools/call")
+    tokio::time::timeout(Duration::from_secs(20), client.call_tool(request))
+        .await
+        .expect("answer in time")
+        .expect("tools/call")
 }
 
 fn text(result: &CallToolResult) -> String {
@@ -134,8 +140,12 @@ async fn an_agent_searches_and_reads_memory_over_mcp() {
 
     // Tool errors: clear words, isError set, and the server goes on.
     assert!(failed(call(&client, "search", json!({"query": "  ((( "})).await).contains("no words"));
-    assert!(failed(call(&client, "search", json!({"query": "okapi", "kinds": ["note"]})).await).contains("unknown kind"));
-    assert!(failed(call(&client, "timeline", json!({"observation_id": 424242})).await).contains("no observation #424242"));
+    assert!(
+        failed(call(&client, "search", json!({"query": "okapi", "kinds": ["note"]})).await).contains("unknown kind")
+    );
+    assert!(
+        failed(call(&client, "timeline", json!({"observation_id": 424242})).await).contains("no observation #424242")
+    );
     assert!(failed(call(&client, "timeline", json!({})).await).contains("exactly one"));
     assert!(failed(call(&client, "timeline", json!({"at": "last tuesday"})).await).contains("YYYY-MM-DD"));
     assert!(failed(call(&client, "get_observations", json!({"ids": []})).await).contains("between 1 and 50"));
@@ -164,7 +174,9 @@ async fn no_database_yet_is_a_tool_error_not_a_crash() {
     let client = connect(&server).await;
     let answer = failed(call(&client, "search", json!({"query": "anything"})).await);
     assert!(answer.contains("no memtray database"), "{answer}");
-    assert!(failed(call(&client, "recent_context", json!({"project": "ledger"})).await).contains("no memtray database"));
+    assert!(
+        failed(call(&client, "recent_context", json!({"project": "ledger"})).await).contains("no memtray database")
+    );
     assert!(!server.database().exists(), "a read-only server creates no database");
     client.cancel().await.unwrap();
 }

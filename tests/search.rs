@@ -152,7 +152,8 @@ fn malformed_queries_answer_400_in_the_api_error_format() {
 fn private_text_is_never_found() {
     let server = TestServer::start(&[]);
     init(&server, "p", "ledger", "rotate the key <private>hunter2 walrus-secret</private> today");
-    let body = tool("p", "t1", "Bash", json!({"command": "deploy --token <private>sk-walrus-987</private> --env prod"}));
+    let body =
+        tool("p", "t1", "Bash", json!({"command": "deploy --token <private>sk-walrus-987</private> --env prod"}));
     server.post("/api/sessions/observations", &body);
     init(&server, "p", "ledger", "<private>entirely private walrus prompt</private>");
     summarize(&server, "p");
@@ -167,11 +168,12 @@ fn private_text_is_never_found() {
 
 #[test]
 fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
-    let mut server =
-        TestServer::start(&[("MEMTRAY_FAULT_FAIL_TOOLS", "Flaky"), ("MEMTRAY_MAX_ATTEMPTS", "1")]);
+    let mut server = TestServer::start(&[("MEMTRAY_FAULT_FAIL_TOOLS", "Flaky"), ("MEMTRAY_MAX_ATTEMPTS", "1")]);
     init(&server, "keep", "ledger", "keep the narwhal notes");
-    server.post("/api/sessions/observations", &tool("keep", "k1", "Bash", json!({"command": "cargo run --bin narwhal"})));
-    server.post("/api/sessions/observations", &tool("keep", "k2", "Flaky", json!({"command": "cargo run --bin beluga"})));
+    server
+        .post("/api/sessions/observations", &tool("keep", "k1", "Bash", json!({"command": "cargo run --bin narwhal"})));
+    server
+        .post("/api/sessions/observations", &tool("keep", "k2", "Flaky", json!({"command": "cargo run --bin beluga"})));
     init(&server, "gone", "ledger", "the orca session");
     server.post("/api/sessions/observations", &tool("gone", "g1", "Bash", json!({"command": "cargo run --bin orca"})));
     summarize(&server, "gone");
@@ -180,7 +182,8 @@ fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
 
     // A message aborted before it is processed leaves nothing in the index.
     assert_eq!(server.post("/api/processing", &json!({"paused": true})).0, 200);
-    server.post("/api/sessions/observations", &tool("keep", "k3", "Bash", json!({"command": "cargo run --bin dugong"})));
+    server
+        .post("/api/sessions/observations", &tool("keep", "k3", "Bash", json!({"command": "cargo run --bin dugong"})));
     let (_, queue) = server.get("/api/queue");
     let pending = queue["messages"].as_array().unwrap().iter().find(|m| m["status"] == "pending").unwrap().clone();
     assert_eq!(server.post(&format!("/api/queue/{}/abort", pending["id"]), &json!({})).0, 200);
@@ -231,7 +234,12 @@ fn sigkill_mid_processing_leaves_the_index_in_step() {
     for s in 0..SESSIONS {
         init(&server, &format!("k{s}"), "ledger", &format!("kill test {s}"));
         for i in 0..EACH {
-            let body = tool(&format!("k{s}"), &format!("k{s}-{i}"), "Bash", json!({"command": format!("cargo run --bin manatee{i} manatee")}));
+            let body = tool(
+                &format!("k{s}"),
+                &format!("k{s}-{i}"),
+                "Bash",
+                json!({"command": format!("cargo run --bin manatee{i} manatee")}),
+            );
             assert_eq!(server.post("/api/sessions/observations", &body).0, 200);
         }
         summarize(&server, &format!("k{s}"));
@@ -267,7 +275,11 @@ fn the_search_command_asks_the_server_or_reads_the_database() {
 
     let run = |server: &TestServer, args: &[&str]| {
         let out = server.command("search").args(args).output().expect("memtray search");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, served, _) = run(&server, &["capybara", "--json"]);
     assert!(ok);
@@ -275,7 +287,10 @@ fn the_search_command_asks_the_server_or_reads_the_database() {
     assert_eq!(served["hits"].as_array().unwrap().len(), 2, "{served}");
     let (ok, text, _) = run(&server, &["capybara", "--kind", "prompt"]);
     assert!(ok);
-    assert!(text.starts_with("prompt") && text.contains("tune the capybara cache") && text.contains("*capybara*"), "{text}");
+    assert!(
+        text.starts_with("prompt") && text.contains("tune the capybara cache") && text.contains("*capybara*"),
+        "{text}"
+    );
     assert!(!text.contains("secret"));
     let (ok, _, err) = run(&server, &["((( ---"]);
     assert!(!ok);

@@ -75,14 +75,20 @@ mod tests {
 
     #[test]
     fn parameters_become_a_query() {
-        let q = to_query(params("q=parser+fix&project=ledger&type=bugfix&kind=summary,prompt&since=2024-01-02&limit=500&offset=3")).unwrap();
+        let q = to_query(params(
+            "q=parser+fix&project=ledger&type=bugfix&kind=summary,prompt&since=2024-01-02&limit=500&offset=3",
+        ))
+        .unwrap();
         assert_eq!(q.text, "parser fix");
         assert_eq!((q.project.as_deref(), q.observation_type.as_deref()), (Some("ledger"), Some("bugfix")));
         assert_eq!(q.kinds, [Kind::Summary, Kind::Prompt]);
         assert_eq!(q.since, Some(1_704_153_600_000));
         assert_eq!((q.limit, q.offset), (MAX_LIMIT, 3));
         let q = to_query(params("q=x&since=1700000000000&project=")).unwrap();
-        assert_eq!((q.since, q.project, q.limit, q.syntax), (Some(1_700_000_000_000), None, DEFAULT_LIMIT, Syntax::Words));
+        assert_eq!(
+            (q.since, q.project, q.limit, q.syntax),
+            (Some(1_700_000_000_000), None, DEFAULT_LIMIT, Syntax::Words)
+        );
         assert_eq!(to_query(params("q=x&syntax=fts5")).unwrap().syntax, Syntax::Fts5);
     }
 

@@ -40,7 +40,8 @@ pub fn build(conn: &Connection, project: &str, chars: usize) -> store::Result<St
         ));
         for item in items {
             // The heading and a session's line go in only with an item after them.
-            let lead: String = [(text.is_empty()).then(|| heading.clone()), header.clone()].into_iter().flatten().collect();
+            let lead: String =
+                [(text.is_empty()).then(|| heading.clone()), header.clone()].into_iter().flatten().collect();
             if !text.push(&lead, &item) {
                 return Ok(text.into_string());
             }
@@ -169,11 +170,19 @@ mod tests {
         active(&conn, empty, 99_000);
 
         let full = build(&conn, "ledger", 10_000).unwrap();
-        let order: Vec<usize> = ["# Recent memory of ledger", "## Session new-session", "new request", "new change",
-            "## Session old-session", "old request", "second old change", "first old change"]
-            .iter()
-            .map(|needle| full.find(needle).unwrap_or_else(|| panic!("{needle} missing from:\n{full}")))
-            .collect();
+        let order: Vec<usize> = [
+            "# Recent memory of ledger",
+            "## Session new-session",
+            "new request",
+            "new change",
+            "## Session old-session",
+            "old request",
+            "second old change",
+            "first old change",
+        ]
+        .iter()
+        .map(|needle| full.find(needle).unwrap_or_else(|| panic!("{needle} missing from:\n{full}")))
+        .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order:\n{full}");
         assert!(!full.contains("atlas") && !full.contains("no-memory"), "{full}");
         assert!(full.contains("  completed: done it\n  next: ship it\n  files edited: a.rs\n"), "{full}");

@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        for bad in ["", "yesterday", "2023-02-29", "2024-13-01", "2024-1-01", "2024-01-01T25:00", "-5", "2024-01-01+02"] {
+        for bad in ["", "yesterday", "2023-02-29", "2024-13-01", "2024-1-01", "2024-01-01T25:00", "-5", "2024-01-01+02"]
+        {
             assert_eq!(parse_time(bad), None, "{bad:?}");
         }
     }

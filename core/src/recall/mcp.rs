@@ -131,13 +131,11 @@ impl Recall {
         Recall { reader, tool_router: Recall::tool_router() }
     }
 
-    #[tool(
-        description = "Search memtray's memory of past coding sessions (observations of tool uses, session \
+    #[tool(description = "Search memtray's memory of past coding sessions (observations of tool uses, session \
                        summaries, user prompts) by words. Returns a compact index, best match first: kind, id, \
                        date, observation type, project and title. Call this when past work may matter (how \
                        something was fixed, why a decision was made, where a file was changed), then \
-                       get_observations for the full records or timeline for what happened around one."
-    )]
+                       get_observations for the full records or timeline for what happened around one.")]
     async fn search(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
         let mut kinds = Vec::new();
         for name in args.kinds.iter().flatten() {
@@ -178,11 +176,9 @@ impl Recall {
         success(out)
     }
 
-    #[tool(
-        description = "Observations in time order around one observation (by its id from search) or around a \
+    #[tool(description = "Observations in time order around one observation (by its id from search) or around a \
                        moment (at), within a project: what was done just before and after. Use it to understand \
-                       the context of a search hit."
-    )]
+                       the context of a search hit.")]
     async fn timeline(&self, Parameters(args): Parameters<TimelineArgs>) -> CallToolResult {
         let anchor = match (args.observation_id, args.at.as_deref()) {
             (Some(id), None) => Anchor::Observation(id),
@@ -199,8 +195,7 @@ impl Recall {
         let before = args.before.unwrap_or(TIMELINE_SIDE).min(TIMELINE_MAX_SIDE);
         let after = args.after.unwrap_or(TIMELINE_SIDE).min(TIMELINE_MAX_SIDE);
         let project = args.project.filter(|p| !p.is_empty());
-        let found =
-            self.reader.read(move |c| memories::timeline(c, project.as_deref(), anchor, before, after)).await;
+        let found = self.reader.read(move |c| memories::timeline(c, project.as_deref(), anchor, before, after)).await;
         let list = match found {
             Ok(Some(list)) => list,
             Ok(None) => return failure_text(format!("there is no observation #{}", args.observation_id.unwrap_or(0))),
@@ -226,10 +221,8 @@ impl Recall {
         success(out)
     }
 
-    #[tool(
-        description = "Full observation records by id (from search or timeline): title, subtitle, facts, files \
-                       read and modified, tool, session, project and time, as JSON."
-    )]
+    #[tool(description = "Full observation records by id (from search or timeline): title, subtitle, facts, files \
+                       read and modified, tool, session, project and time, as JSON.")]
     async fn get_observations(&self, Parameters(args): Parameters<GetObservationsArgs>) -> CallToolResult {
         if args.ids.is_empty() || args.ids.len() > MAX_IDS {
             return failure_text(format!("give between 1 and {MAX_IDS} observation ids"));
@@ -250,11 +243,9 @@ impl Recall {
         success(out)
     }
 
-    #[tool(
-        description = "The recent memory of a project as text: its latest session summaries and observations, \
+    #[tool(description = "The recent memory of a project as text: its latest session summaries and observations, \
                        newest first, grouped by session, within a character budget. Call it when starting work \
-                       on a project to learn what was done there lately."
-    )]
+                       on a project to learn what was done there lately.")]
     async fn recent_context(&self, Parameters(args): Parameters<RecentContextArgs>) -> CallToolResult {
         let chars = args.chars.unwrap_or(CONTEXT_CHARS).min(CONTEXT_MAX_CHARS);
         let project = args.project.clone();

@@ -59,7 +59,7 @@ impl Kind {
         match self {
             Kind::Observation => {
                 "SELECT 'observation', o.id, o.session_id, s.agent_session_id, s.project, o.created_at, o.title,
-                        o.type, snippet(observations_fts, -1, char(57344), char(57345), '…', 16),
+                        o.type, NULL,
                         bm25(observations_fts, 2.0, 1.0)
                  FROM observations_fts JOIN observations o ON o.id = observations_fts.rowid
                       JOIN sessions s ON s.id = o.session_id
@@ -68,7 +68,7 @@ impl Kind {
             }
             Kind::Summary => {
                 "SELECT 'summary', m.id, m.session_id, s.agent_session_id, s.project, m.created_at, m.request,
-                        NULL, snippet(summaries_fts, -1, char(57344), char(57345), '…', 16),
+                        NULL, NULL,
                         bm25(summaries_fts, 2.0, 1.0)
                  FROM summaries_fts JOIN summaries m ON m.id = summaries_fts.rowid
                       JOIN sessions s ON s.id = m.session_id
@@ -77,12 +77,31 @@ impl Kind {
             }
             Kind::Prompt => {
                 "SELECT 'prompt', p.id, p.session_id, s.agent_session_id, s.project, p.created_at, p.text,
-                        NULL, snippet(prompts_fts, -1, char(57344), char(57345), '…', 16),
+                        NULL, NULL,
                         bm25(prompts_fts, 2.0, 1.0)
                  FROM prompts_fts JOIN user_prompts p ON p.id = prompts_fts.rowid
                       JOIN sessions s ON s.id = p.session_id
                  WHERE prompts_fts MATCH ?1 AND (?2 IS NULL OR s.project = ?2) AND ?3 IS NULL
                        AND (?4 IS NULL OR p.created_at >= ?4)"
+            }
+        }
+    }
+
+    /// The snippet of one row of this kind's index for the match expression `?1`; `?2` is the row id.
+    /// Asked only for the hits returned, since a snippet costs far more than a score.
+    fn snippet_sql(self) -> &'static str {
+        match self {
+            Kind::Observation => {
+                "SELECT snippet(observations_fts, -1, char(57344), char(57345), '…', 16) FROM observations_fts
+                 WHERE observations_fts MATCH ?1 AND rowid = ?2"
+            }
+            Kind::Summary => {
+                "SELECT snippet(summaries_fts, -1, char(57344), char(57345), '…', 16) FROM summaries_fts
+                 WHERE summaries_fts MATCH ?1 AND rowid = ?2"
+            }
+            Kind::Prompt => {
+                "SELECT snippet(prompts_fts, -1, char(57344), char(57345), '…', 16) FROM prompts_fts
+                 WHERE prompts_fts MATCH ?1 AND rowid = ?2"
             }
         }
     }
@@ -208,7 +227,15 @@ pub fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Hit>> {
                 .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(()) } else { Err(e) })?;
         }
         let mut stmt = conn.prepare_cached(&sql)?;
-        stmt.query_map(params_from_iter(params.iter()), hit_from_row)?.collect()
+        let mut hits: Vec<Hit> =
+            stmt.query_map(params_from_iter(params.iter()), hit_from_row)?.collect::<Result<_, _>>()?;
+        for hit in &mut hits {
+            let raw: Option<String> = conn
+                .prepare_cached(hit.kind.snippet_sql())?
+                .query_row(rusqlite::params![&params[0], hit.id], |r| r.get(0))?;
+            hit.snippet = html_snippet(raw.as_deref().unwrap_or_default().trim());
+        }
+        Ok(hits)
     };
     run().map_err(|e| match (query.syntax, e.sqlite_error_code()) {
         // The generated word query is always well-formed, so only a caller's FTS5 syntax can be at fault.
@@ -221,7 +248,6 @@ fn hit_from_row(r: &Row<'_>) -> rusqlite::Result<Hit> {
     let kind: String = r.get(0)?;
     let kind = Kind::parse(&kind).unwrap_or(Kind::Observation);
     let title: String = r.get(6)?;
-    let snippet: Option<String> = r.get(8)?;
     Ok(Hit {
         kind,
         id: r.get(1)?,
@@ -231,7 +257,7 @@ fn hit_from_row(r: &Row<'_>) -> rusqlite::Result<Hit> {
         created_at: r.get(5)?,
         title: if kind == Kind::Prompt { cut(&title, PROMPT_TITLE_CHARS) } else { title },
         observation_type: r.get(7)?,
-        snippet: html_snippet(snippet.as_deref().unwrap_or_default().trim()),
+        snippet: String::new(),
         score: r.get(9)?,
     })
 }
@@ -417,7 +443,10 @@ mod tests {
         assert_eq!(ids(&paged), ids(&all[2..]));
 
         let hit = all.iter().find(|h| h.kind == Kind::Summary).unwrap();
-        assert_eq!((hit.title.as_str(), hit.agent_session_id.as_str(), hit.session_id), ("make the parser faster", "a", a));
+        assert_eq!(
+            (hit.title.as_str(), hit.agent_session_id.as_str(), hit.session_id),
+            ("make the parser faster", "a", a)
+        );
         assert_eq!(hit.observation_type, None);
         assert_eq!(all.iter().find(|h| h.id == o2 && h.kind == Kind::Observation).unwrap().project, "atlas");
     }
@@ -432,7 +461,10 @@ mod tests {
         let hits = search(&conn, &query("script alert")).unwrap();
         let snippet = &hits[0].snippet;
         assert!(snippet.contains("&lt;<mark>script</mark>&gt;<mark>alert</mark>(1)"), "{snippet}");
-        assert_eq!(snippet.matches('<').count(), snippet.matches("<mark>").count() + snippet.matches("</mark>").count());
+        assert_eq!(
+            snippet.matches('<').count(),
+            snippet.matches("<mark>").count() + snippet.matches("</mark>").count()
+        );
         assert_eq!(hits[0].title, "render <b>bold</b> & \"quoted\" tags", "titles stay plain text");
     }
 
@@ -498,7 +530,8 @@ mod tests {
         observe(&conn, s, "change", "narwhal", &[], 1);
         conn.execute_batch("DROP TRIGGER observations_fts_unindex; DROP TRIGGER observations_fts_reindex;").unwrap();
         conn.execute("UPDATE observations SET title = 'beluga'", []).unwrap();
-        let err = conn.execute("INSERT INTO observations_fts (observations_fts, rank) VALUES ('integrity-check', 1)", []);
+        let err =
+            conn.execute("INSERT INTO observations_fts (observations_fts, rank) VALUES ('integrity-check', 1)", []);
         assert!(err.is_err(), "integrity-check must notice");
     }
 
