@@ -279,11 +279,6 @@ fn mcp_config_path(project: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool, no_mcp: bool) -> anyhow::Result<()> {
-    if !no_mcp {
-        let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
-        let change = claude_mcp::install(&mcp_config_path(project.as_ref())?, &program, dry_run)?;
-        report(&change, dry_run, "registered memtray's MCP server in");
-    }
     let (config, _) = Config::load()?;
     let mode = match mode {
         Mode::Http => HookMode::Http { port: config.port },
@@ -291,18 +286,24 @@ fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool, no_mcp: bo
             HookMode::Command { program: std::env::current_exe().context("cannot tell where the memtray binary is")? }
         }
     };
-    let path = settings_path(project)?;
+    let path = settings_path(project.clone())?;
     let change = claude_settings::install(&path, &mode, dry_run)?;
     report(&change, dry_run, "installed memtray's hooks in");
+    if !no_mcp {
+        let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
+        let change = claude_mcp::install(&mcp_config_path(project.as_ref())?, &program, dry_run)?;
+        report(&change, dry_run, "registered memtray's MCP server in");
+    }
     Ok(())
 }
 
 fn uninstall_hooks(project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
-    let change = claude_mcp::uninstall(&mcp_config_path(project.as_ref())?, dry_run)?;
-    report(&change, dry_run, "removed memtray's MCP server from");
+    let mcp_path = mcp_config_path(project.as_ref())?;
     let path = settings_path(project)?;
     let change = claude_settings::uninstall(&path, dry_run)?;
     report(&change, dry_run, "removed memtray's hooks from");
+    let change = claude_mcp::uninstall(&mcp_path, dry_run)?;
+    report(&change, dry_run, "removed memtray's MCP server from");
     Ok(())
 }
 

@@ -180,3 +180,59 @@ async fn no_database_yet_is_a_tool_error_not_a_crash() {
     assert!(!server.database().exists(), "a read-only server creates no database");
     client.cancel().await.unwrap();
 }
+
+/// `memtray` with `home` as HOME and nothing else of the machine's.
+fn memtray_at_home(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memtray"))
+        .args(args)
+        .env("HOME", home)
+        .env("MEMTRAY_CONFIG", home.join("none.toml"))
+        .env("MEMTRAY_DATA_DIR", home.join("data"))
+        .env_remove("MEMTRAY_PORT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn read(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn install_hooks_registers_the_mcp_server_with_claude_code() {
+    let home = tempfile::tempdir().unwrap();
+    let claude_json = home.path().join(".claude.json");
+    let original = json!({"numStartups": 3, "mcpServers": {"other": {"command": "other-mcp"}}, "projects": {}});
+    std::fs::write(&claude_json, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+
+    let out = memtray_at_home(home.path(), &["install-hooks", "--dry-run"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(".claude.json would change") && shown.contains("+     \"memtray\": {"), "{shown}");
+    assert_eq!(read(&claude_json), original, "a dry run writes nothing");
+
+    memtray_at_home(home.path(), &["install-hooks"]);
+    let installed = read(&claude_json);
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_memtray")).unwrap();
+    let entry = &installed["mcpServers"]["memtray"];
+    assert_eq!((entry["type"].as_str(), entry["args"].clone()), (Some("stdio"), json!(["mcp"])));
+    assert_eq!(std::fs::canonicalize(entry["command"].as_str().unwrap()).unwrap(), binary);
+    assert_eq!(installed["mcpServers"]["other"], original["mcpServers"]["other"]);
+    assert_eq!((installed["numStartups"].clone(), installed["projects"].clone()), (json!(3), json!({})));
+    let bytes = std::fs::read(&claude_json).unwrap();
+    memtray_at_home(home.path(), &["install-hooks"]);
+    assert_eq!(std::fs::read(&claude_json).unwrap(), bytes, "installing twice changes nothing");
+
+    // Project scope: the project's .mcp.json; --no-mcp leaves it out.
+    let project = home.path().join("ledger");
+    memtray_at_home(home.path(), &["install-hooks", "--project", project.to_str().unwrap()]);
+    assert_eq!(read(&project.join(".mcp.json"))["mcpServers"]["memtray"]["args"], json!(["mcp"]));
+    let plain = home.path().join("plain");
+    memtray_at_home(home.path(), &["install-hooks", "--no-mcp", "--project", plain.to_str().unwrap()]);
+    assert!(plain.join(".claude/settings.json").exists() && !plain.join(".mcp.json").exists());
+
+    memtray_at_home(home.path(), &["uninstall-hooks"]);
+    assert_eq!(read(&claude_json), original, "uninstall removes exactly memtray's entry");
+    memtray_at_home(home.path(), &["uninstall-hooks", "--project", project.to_str().unwrap()]);
+    assert_eq!(read(&project.join(".mcp.json")), json!({}));
+}

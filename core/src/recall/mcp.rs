@@ -278,8 +278,12 @@ fn failure_text(text: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text)])
 }
 
-/// A store error as a tool error; the cause goes to the log (stderr) too.
+/// A store error as a tool error. A failure of memtray's (not of the call's input) goes to the log (stderr).
 fn failure(e: &StoreError) -> CallToolResult {
-    tracing::warn!(error = %e, "MCP tool call failed");
+    if e.is_unavailable() || matches!(e, StoreError::Sqlite(_) | StoreError::Corrupt | StoreError::Json(_)) {
+        tracing::warn!(error = %e, "MCP tool call failed");
+    } else {
+        tracing::debug!(error = %e, "MCP tool call refused");
+    }
     failure_text(e.to_string())
 }
