@@ -36,7 +36,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Every kind, in the order results list them among equals.
+    /// Every kind.
     pub const ALL: [Kind; 3] = [Kind::Observation, Kind::Summary, Kind::Prompt];
 
     /// The name used in the API (`observation`, `summary`, `prompt`).
