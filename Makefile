@@ -15,7 +15,7 @@ DESKTOP_TESTS := MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/debug/memtray-desktop MEMTRAY
 	xvfb-run -a dbus-run-session -- /usr/bin/python3 -m unittest discover -s tests/desktop -t tests/desktop
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test bench lint fmt
+.PHONY: all deps test-deps run test bench lint fmt
 
 all: test
 
@@ -31,6 +31,19 @@ deps:
 		  done; }; \
 	fi
 
+# The real Claude Code CLI the end-to-end tests drive, pinned in tests/claude-cli/package.json (npm ci keeps
+# to its lock file). Node.js and npm come from Debian when the machine has none.
+CLAUDE_CLI_DIR := tests/claude-cli
+CLAUDE_CLI := $(CLAUDE_CLI_DIR)/node_modules/.bin/claude
+test-deps: deps
+	@command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q nodejs npm
+	@want=$$(sed -n 's/.*"@anthropic-ai\/claude-code": "\(.*\)".*/\1/p' $(CLAUDE_CLI_DIR)/package.json); \
+	have=$$($(CLAUDE_CLI) --version 2>/dev/null | cut -d' ' -f1); \
+	if [ "$$have" != "$$want" ]; then \
+		echo "installing Claude Code $$want for the tests"; \
+		cd $(CLAUDE_CLI_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 # The tray app when there is a display; the headless server on 127.0.0.1:37777 (MEMTRAY_PORT overrides)
 # otherwise, until Ctrl-C.
 run: deps
@@ -41,18 +54,20 @@ run: deps
 		$(CARGO) run --release --bin memtray -- serve; \
 	fi
 
-# The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary,
+# The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary (and the
+# real Claude Code CLI),
 # the core's queue semantics on a paused clock, the SIGKILL crash test, search and the MCP server, the inspector in a real browser, then the desktop app
 # on a virtual display.
-test: deps
+test: test-deps
 	$(CARGO) test --workspace --lib --bins --tests
 	$(CARGO) build -p memtray -p memtray-desktop --bins
 	$(DESKTOP_TESTS) -v
 
 # Figures for speed and memory (not timed tests).
-bench: deps
+bench: test-deps
 	$(CARGO) bench --bench core
 	$(CARGO) bench --bench hook
+	$(CARGO) bench --bench claude_cli
 	$(CARGO) bench --bench inspector
 	$(CARGO) bench --bench search
 	$(CARGO) build --release -p memtray-desktop

@@ -477,6 +477,8 @@ fn tool_use(i: u64) -> ToolUse {
         tool_response: json!({ "stdout": "a\nb\n" }),
         cwd: "/home/dev/p".into(),
         tool_use_id: Some(format!("wake_{i}")),
+        error: None,
+        subagent: None,
     }
 }
 
@@ -591,6 +593,8 @@ fn prepare_backlog(rt: &tokio::runtime::Runtime, dir: &Path, total: u64, session
                             tool_response: json!({ "stdout": stdout_kib(), "exit_code": 0 }),
                             cwd: "/home/dev/p".into(),
                             tool_use_id: Some(format!("backlog_{i}")),
+                            error: None,
+                            subagent: None,
                         };
                         let session = ids[(i % ids.len() as u64) as usize];
                         messages::enqueue(

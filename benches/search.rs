@@ -153,12 +153,13 @@ fn latencies(mut samples: Vec<Duration>) -> (f64, f64) {
 fn api_search(server: &TestServer, queries: &[String]) -> (f64, f64, f64) {
     let agent = support::http();
     let url = server.url("/api/search");
+    let secret = server.secret();
     let mut hits = 0usize;
     let samples = queries
         .iter()
         .map(|q| {
             let start = Instant::now();
-            let mut response = agent.get(&url).query("q", q).call().unwrap();
+            let mut response = agent.get(&url).header("x-memtray-token", &secret).query("q", q).call().unwrap();
             let body: serde_json::Value = response.body_mut().read_json().unwrap();
             let took = start.elapsed();
             assert_eq!(response.status(), 200, "{body}");

@@ -11,8 +11,9 @@ use claude_settings::HookMode;
 use memtray_core::agents::claude_code::settings::mcp as claude_mcp;
 use memtray_core::agents::claude_code::{self, settings as claude_settings};
 use memtray_core::client::{Client, ClientError};
-use memtray_core::config::Config;
+use memtray_core::config::{self, Config, Paths};
 use memtray_core::recall::dates;
+use memtray_core::secret::Secret;
 use memtray_core::server::Server;
 use memtray_core::store::ReadOnly;
 use memtray_core::store::search::{self, Kind, SearchQuery};
@@ -37,6 +38,12 @@ enum Command {
     },
     /// Print the effective configuration and the file paths.
     Config,
+    /// Open the inspector in the browser, signed in (prints the address too).
+    Open {
+        /// Only print the address.
+        #[arg(long)]
+        print: bool,
+    },
     /// Search memory (observations, summaries, prompts) by words; asks the running server, or reads the
     /// database read-only when none answers.
     Search {
@@ -69,7 +76,8 @@ enum Command {
     /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting) and register its MCP
     /// server.
     InstallHooks {
-        /// `http`: Claude Code posts to memtray directly; `command`: it runs `memtray hook`.
+        /// `http`: Claude Code posts to memtray directly (SessionStart and SessionEnd run `memtray hook`, so
+        /// they are kept while memtray is down); `command`: it runs `memtray hook` for every event.
         #[arg(long, value_enum, default_value_t = Mode::Http)]
         mode: Mode,
         /// Install into this project's `.claude/settings.json` instead of `~/.claude/settings.json`.
@@ -100,11 +108,14 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: the database, the hook log and the secret are this user's alone.
+    config::private_files();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve(),
         Command::Status { json } => status(json),
         Command::Config => config(),
+        Command::Open { print } => open(print),
         Command::Search { query, project, observation_type, kind, since, limit, json } => {
             search(query, project, observation_type, kind, since, limit, json)
         }
@@ -132,12 +143,14 @@ fn serve() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (config, paths) = Config::load()?;
+    paths.restrict_existing().context("cannot make memtray's files private")?;
+    let secret = Secret::load_or_create(&paths.state_dir)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
         // Handlers first: a signal that arrives as soon as "ready" is printed must already shut down cleanly.
         let stop = shutdown_signal()?;
-        let server = Server::start(&config).await?;
+        let server = Server::start(&config, secret).await?;
         let addr = server.local_addr();
         tracing::info!(database = %paths.database.display(), "serving");
         // One stable line on stdout for scripts and tests.
@@ -168,10 +181,18 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
 }
 
+/// A client of this user's running server, which has proved it is this user's.
+async fn own_server(config: &Config, paths: &Paths) -> anyhow::Result<Client> {
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(3)).with_secret(secret);
+    client.verify().await?;
+    Ok(client)
+}
+
 fn status(json: bool) -> anyhow::Result<()> {
-    let (config, _) = Config::load()?;
-    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(3));
+    let (config, paths) = Config::load()?;
     let (stats, sessions, queue) = client_runtime()?.block_on(async {
+        let client = own_server(&config, &paths).await?;
         anyhow::Ok((
             client.get("/api/stats").await?,
             client.get("/api/sessions?status=active&limit=10").await?,
@@ -235,6 +256,22 @@ fn status(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The inspector's address with this user's secret, which the page turns into its cookie.
+fn open(print: bool) -> anyhow::Result<()> {
+    let (config, paths) = Config::load()?;
+    client_runtime()?.block_on(own_server(&config, &paths))?;
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    let url = format!("http://127.0.0.1:{}/?token={}", config.port, secret.expose());
+    println!("{url}");
+    if !print {
+        let opened = std::process::Command::new("xdg-open").arg(&url).status();
+        if !opened.is_ok_and(|s| s.success()) {
+            eprintln!("memtray: could not start a browser; open the address above");
+        }
+    }
+    Ok(())
+}
+
 fn config() -> anyhow::Result<()> {
     let (config, paths) = Config::load()?;
     println!("# config file: {}", paths.config_file.display());
@@ -279,12 +316,14 @@ fn mcp_config_path(project: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool, no_mcp: bool) -> anyhow::Result<()> {
-    let (config, _) = Config::load()?;
+    let (config, paths) = Config::load()?;
+    let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
     let mode = match mode {
-        Mode::Http => HookMode::Http { port: config.port },
-        Mode::Command => {
-            HookMode::Command { program: std::env::current_exe().context("cannot tell where the memtray binary is")? }
+        Mode::Http => {
+            let secret = Secret::load_or_create(&paths.state_dir)?.expose().to_string();
+            HookMode::Http { port: config.port, program, secret: Some(secret) }
         }
+        Mode::Command => HookMode::Command { program },
     };
     let path = settings_path(project.clone())?;
     let change = claude_settings::install(&path, &mode, dry_run)?;
@@ -328,7 +367,7 @@ fn search(
     limit: u32,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (config, _) = Config::load()?;
+    let (config, paths) = Config::load()?;
     let kinds = kind
         .iter()
         .map(|k| {
@@ -354,8 +393,13 @@ fn search(
     if !query.kinds.is_empty() {
         params.push(("kind", query.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")));
     }
-    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5));
-    let answer = match client_runtime()?.block_on(client.get_with("/api/search", &params)) {
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5)).with_secret(secret);
+    let asked = client_runtime()?.block_on(async {
+        client.verify().await?;
+        client.get_with("/api/search", &params).await
+    });
+    let answer = match asked {
         Ok(answer) => answer,
         Err(ClientError::NotRunning { port }) => {
             if !json {

@@ -235,7 +235,7 @@ fn install_hooks_keeps_other_hooks_and_is_idempotent() {
     let out = memtray(home.path(), &["install-hooks"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let installed: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&installed), 5, "{installed:#}");
+    assert_eq!(memtray_hooks(&installed), 7, "one per event: {installed:#}");
     assert_eq!(installed["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "/usr/bin/audit-log");
     assert_eq!(installed["hooks"]["Stop"][0]["hooks"][0]["command"], "notify-send done");
     assert_eq!(installed["permissions"], original["permissions"]);
@@ -254,7 +254,7 @@ fn install_hooks_keeps_other_hooks_and_is_idempotent() {
     let out = memtray(home.path(), &["install-hooks", "--mode", "command"]);
     assert!(out.status.success());
     let switched: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&switched), 5, "switching modes replaces memtray's hooks: {switched:#}");
+    assert_eq!(memtray_hooks(&switched), 7, "switching modes replaces memtray's hooks: {switched:#}");
 
     let out = memtray(home.path(), &["uninstall-hooks"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -282,5 +282,139 @@ fn install_hooks_refuses_a_file_that_is_not_json() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value =
         serde_json::from_str(&std::fs::read_to_string(fresh.join(".claude/settings.json")).unwrap()).unwrap();
-    assert_eq!(memtray_hooks(&created), 5);
+    assert_eq!(memtray_hooks(&created), 7);
+}
+
+/// One line of a Claude Code 2.1 transcript.
+fn line(entry: Value) -> String {
+    format!("{entry}\n")
+}
+
+fn prompt_line(prompt_id: &str, text: &str) -> String {
+    line(json!({"type": "user", "promptId": prompt_id, "cwd": "/home/dev/projects/ledger",
+        "message": {"role": "user", "content": text}}))
+}
+
+fn tool_lines(prompt_id: &str, id: &str, command: &str) -> String {
+    line(
+        json!({"type": "assistant", "message": {"id": format!("msg_{id}"), "role": "assistant", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": command}}]}}),
+    ) + &line(json!({"type": "user", "promptId": prompt_id, "message": {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": "ok"}]}, "toolUseResult": {"stdout": "ok"}}))
+}
+
+fn end_line(text: &str) -> String {
+    line(json!({"type": "assistant", "message": {"id": format!("msg_end_{text}"), "role": "assistant",
+        "stop_reason": "end_turn", "content": [{"type": "text", "text": text}]}}))
+}
+
+#[test]
+fn a_missed_prompt_is_restored_and_everything_after_it_renumbered() {
+    let server = TestServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.jsonl");
+    let base = json!({"session_id": "s", "cwd": "/home/dev/projects/ledger", "transcript_path": path});
+    let event = |name: &str, extra: Value| {
+        let mut e = base.clone();
+        e["hook_event_name"] = name.into();
+        e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        e
+    };
+    let tool = |prompt: &str, id: &str| {
+        event(
+            "PostToolUse",
+            json!({"prompt_id": prompt, "tool_name": "Bash", "tool_use_id": id,
+            "tool_input": {"command": format!("echo {id}")}, "tool_response": {"stdout": "ok"}}),
+        )
+    };
+    // Prompt 1 and its tool use reach memtray; prompt 2's submission and Stop do not, its tool use does (so
+    // memtray files it under prompt 1); prompt 3 arrives and memtray counts it as its second.
+    post_hook(&server, &event("UserPromptSubmit", json!({"prompt_id": "p1", "prompt": "First"})));
+    post_hook(&server, &tool("p1", "t1"));
+    post_hook(&server, &event("Stop", json!({"prompt_id": "p1", "last_assistant_message": "One."})));
+    post_hook(&server, &tool("p2", "t2"));
+    post_hook(&server, &event("UserPromptSubmit", json!({"prompt_id": "p3", "prompt": "Third"})));
+    post_hook(&server, &tool("p3", "t3"));
+    let transcript = prompt_line("p1", "First")
+        + &tool_lines("p1", "t1", "echo t1")
+        + &end_line("One.")
+        + &prompt_line("p2", "Second")
+        + &tool_lines("p2", "t2", "echo t2")
+        + &end_line("Two.")
+        + &prompt_line("p3", "Third")
+        + &tool_lines("p3", "t3", "echo t3")
+        + &end_line("Three.");
+    std::fs::write(&path, transcript).unwrap();
+    post_hook(&server, &event("Stop", json!({"prompt_id": "p3", "last_assistant_message": "Three."})));
+    server.wait_idle(Duration::from_secs(10));
+
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    let rows = |sql: &str| -> Vec<String> {
+        conn.prepare(sql).unwrap().query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        rows("SELECT prompt_number || ':' || text FROM user_prompts ORDER BY 1"),
+        ["1:First", "2:Second", "3:Third"]
+    );
+    assert_eq!(
+        rows("SELECT m.idempotency_key || '@' || o.prompt_number FROM observations o JOIN messages m ON m.id = o.message_id
+              ORDER BY 1"),
+        ["t1@1", "t2@2", "t3@3"]
+    );
+    assert_eq!(rows("SELECT prompt_number || '' FROM summaries ORDER BY prompt_number"), ["1", "2", "3"]);
+    assert_eq!(server.count("SELECT prompt_counter FROM sessions"), 3);
+}
+
+#[test]
+fn failed_and_subagent_tool_uses_are_observed_and_labelled() {
+    let server = TestServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let agent_transcript = dir.path().join("agent-a1.jsonl");
+    // The subagent ran two tools; only one reached memtray live.
+    std::fs::write(&agent_transcript, tool_lines("p1", "sub1", "ls") + &tool_lines("p1", "sub2", "pwd")).unwrap();
+    let base = json!({"session_id": "s", "cwd": "/home/dev/projects/ledger", "prompt_id": "p1"});
+    let event = |extra: Value| {
+        let mut e = base.clone();
+        e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        e
+    };
+    post_hook(&server, &event(json!({"hook_event_name": "UserPromptSubmit", "prompt": "Look around"})));
+    post_hook(
+        &server,
+        &event(json!({"hook_event_name": "PostToolUseFailure", "tool_name": "Bash", "tool_use_id": "fail1",
+            "tool_input": {"command": "exit 3"}, "error": "Exit code 3", "is_interrupt": false, "duration_ms": 8})),
+    );
+    post_hook(
+        &server,
+        &event(json!({"hook_event_name": "PostToolUse", "tool_name": "Bash", "tool_use_id": "sub1",
+            "tool_input": {"command": "ls"}, "tool_response": {"stdout": "ok"}, "agent_id": "a1", "agent_type": "Explore"})),
+    );
+    post_hook(
+        &server,
+        &event(json!({"hook_event_name": "SubagentStop", "agent_id": "a1", "agent_type": "Explore",
+            "agent_transcript_path": agent_transcript, "last_assistant_message": "Found it."})),
+    );
+    server.wait_idle(Duration::from_secs(10));
+
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    let rows: Vec<(String, String, String, Option<String>)> = conn
+        .prepare(
+            "SELECT m.idempotency_key, o.type, o.facts, o.subagent FROM observations o JOIN messages m ON m.id = o.message_id
+             ORDER BY o.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("fail1", "failure"));
+    assert!(rows[0].2.contains("error: Exit code 3"), "{rows:?}");
+    assert_eq!(rows[0].3, None);
+    assert_eq!((rows[1].0.as_str(), rows[1].3.as_deref()), ("sub1", Some("Explore")));
+    assert_eq!((rows[2].0.as_str(), rows[2].3.as_deref()), ("sub2", Some("Explore")), "reconciled from its transcript");
+    // The API shows the label.
+    let (_, detail) = server.get("/api/sessions/1");
+    assert_eq!(detail["observations"][1]["subagent"], "Explore");
+    assert!(detail["observations"][0].get("subagent").is_none());
 }

@@ -214,7 +214,7 @@ fn a_full_database_answers_503_and_acknowledges_nothing() {
 fn the_event_stream_reports_queueing_and_memory() {
     let server = TestServer::start(&[]);
     let agent = support::http();
-    let response = agent.get(&server.url("/stream")).call().unwrap();
+    let response = agent.get(&server.url("/stream")).header("x-memtray-token", server.secret()).call().unwrap();
     assert_eq!(response.headers().get("content-type").unwrap(), "text/event-stream");
     // (event name, data) pairs as they arrive.
     let (tx, rx) = std::sync::mpsc::channel::<(String, Value)>();

@@ -26,9 +26,9 @@ fn one_browser_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Opens the inspector at `hash` and waits until `view` has drawn its data.
+/// Opens the inspector at `hash`, signed in as `memtray open` does, and waits until `view` has drawn its data.
 fn open(browser: &Browser, server: &TestServer, hash: &str, view: &str) {
-    browser.goto(&server.url(&format!("/{hash}")));
+    browser.goto(&server.url(&format!("/?token={}{hash}", server.secret())));
     wait_ready(browser, view);
 }
 

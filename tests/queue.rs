@@ -107,6 +107,8 @@ fn tool(id: &str, name: &str) -> ToolUse {
         tool_response: serde_json::json!({}),
         cwd: "/p".into(),
         tool_use_id: Some(id.into()),
+        error: None,
+        subagent: None,
     }
 }
 
@@ -536,7 +538,8 @@ async fn a_server_start_that_fails_half_way_stops_what_it_started() {
     }
     assert!(!wal.exists(), "with every connection closed SQLite removes the WAL (what this test watches)");
 
-    let err = Server::start(&config).await.err().expect("the inbox cannot be taken in");
+    let secret = memtray_core::secret::Secret::load_or_create(&config.data_dir.join("state")).unwrap();
+    let err = Server::start(&config, secret.clone()).await.err().expect("the inbox cannot be taken in");
     assert!(matches!(err, ServerError::Inbox(_)), "{err}");
     // Everything the start had started is stopped: the port is free, no connection holds the database, and
     // no consumer is left holding the old message.
@@ -550,7 +553,7 @@ async fn a_server_start_that_fails_half_way_stops_what_it_started() {
     // Once the cause is gone the next start takes the inbox in.
     conn.execute_batch("DROP TRIGGER refuse").unwrap();
     drop(conn);
-    let server = Server::start(&config).await.expect("starts once the cause is gone");
+    let server = Server::start(&config, secret).await.expect("starts once the cause is gone");
     server.shutdown().await;
     let conn = rusqlite::Connection::open(dir.path().join("memtray.db")).unwrap();
     let (sessions, waiting): (i64, i64) = conn

@@ -12,7 +12,7 @@ use support::{TestServer, observation, wait_for};
 
 /// GET `/api/search` with these query parameters.
 fn search(server: &TestServer, params: &[(&str, &str)]) -> (u16, Value) {
-    let mut request = support::http().get(&server.url("/api/search"));
+    let mut request = support::http().get(&server.url("/api/search")).header("x-memtray-token", server.secret());
     for (k, v) in params {
         request = request.query(*k, *v);
     }
@@ -207,7 +207,11 @@ fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
     // Deleting a session takes its observations, summary and prompts out of the index.
     assert_eq!(hits(&server, &[("q", "orca")]).len(), 3);
     let gone = hits(&server, &[("q", "orca")])[0]["session_id"].as_i64().unwrap();
-    let delete = support::http().delete(&server.url(&format!("/api/sessions/{gone}"))).call().unwrap();
+    let delete = support::http()
+        .delete(&server.url(&format!("/api/sessions/{gone}")))
+        .header("x-memtray-token", server.secret())
+        .call()
+        .unwrap();
     assert_eq!(delete.status().as_u16(), 200);
     assert!(hits(&server, &[("q", "orca")]).is_empty());
     assert_eq!(hits(&server, &[("q", "narwhal")]).len(), 2);

@@ -1,6 +1,7 @@
 //! The async client of a running memtray: its requests and its event stream, used by the command line
 //! (`memtray status`, `memtray search`), the hook's server path (`memtray hook`), the server's "who holds the port" check and
-//! the desktop when another memtray serves the port.
+//! the desktop when another memtray serves the port. With this user's secret it sends it on every request,
+//! but only to a server that first proved it knows it ([`Client::verify`]).
 //!
 //! HTTP through `reqwest`; the event stream (`/stream`) read with `eventsource-stream` into [`Event`]s.
 
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::events::Event;
+use crate::secret::{self, Secret};
 
 /// How long a connection attempt may take (loopback: anything longer means nothing is there).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -46,6 +48,16 @@ pub enum ClientError {
         /// Its message.
         message: String,
     },
+    /// The server on the port is a memtray that cannot prove it knows this user's secret: another account's,
+    /// or one started with another state folder. Nothing was sent to it.
+    #[error(
+        "the memtray on 127.0.0.1:{port} is not this user's (it cannot prove it knows this user's secret); \
+         nothing was sent to it"
+    )]
+    Foreign {
+        /// The port.
+        port: u16,
+    },
     /// Something answered, but not as memtray does.
     #[error("the server on 127.0.0.1:{port} answered unexpectedly: {source}")]
     Unexpected {
@@ -76,6 +88,8 @@ pub struct Client {
     base: String,
     /// The limit for one ordinary request.
     timeout: Duration,
+    /// This user's secret, sent with every request once the server proved it knows it.
+    secret: Option<Secret>,
 }
 
 impl Client {
@@ -91,7 +105,29 @@ impl Client {
             .no_proxy()
             .build()
             .expect("a plain HTTP client always builds");
-        Client { http, port, base: format!("http://127.0.0.1:{port}"), timeout }
+        Client { http, port, base: format!("http://127.0.0.1:{port}"), timeout, secret: None }
+    }
+
+    /// The same client, sending `secret` with every request. Call [`Client::verify`] before the first one.
+    pub fn with_secret(mut self, secret: Secret) -> Client {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Asks the server to prove it knows this client's secret (`GET /api/whoami` with a fresh nonce, no
+    /// secret sent). [`ClientError::Foreign`] when it cannot; `Ok` without a secret to check.
+    pub async fn verify(&self) -> Result<(), ClientError> {
+        let Some(secret) = &self.secret else { return Ok(()) };
+        let nonce = secret::nonce().map_err(|_| ClientError::Foreign { port: self.port })?;
+        let request = self.http.get(self.url(&format!("/api/whoami?nonce={nonce}")));
+        let answer = self.send_plain(request).await;
+        let proof = match &answer {
+            Ok(value) => value["proof"].as_str().unwrap_or_default(),
+            // A memtray too old to know `/api/whoami` is no proof either.
+            Err(ClientError::Refused { .. }) => "",
+            Err(_) => return answer.map(drop),
+        };
+        if secret.verify(&nonce, proof) { Ok(()) } else { Err(ClientError::Foreign { port: self.port }) }
     }
 
     /// `GET /api/health`: who holds the port.
@@ -141,8 +177,7 @@ impl Client {
     pub async fn updates(&self) -> Result<impl Stream<Item = Result<Event, ClientError>> + Send + use<>, ClientError> {
         let port = self.port;
         let response = self
-            .http
-            .get(self.url("/stream"))
+            .authorized(self.http.get(self.url("/stream")))
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .send()
             .await
@@ -174,6 +209,18 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        self.send_plain(self.authorized(request)).await
+    }
+
+    /// The request with this client's secret, if it has one.
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.secret {
+            Some(secret) => request.header(secret::HEADER, secret.expose()),
+            None => request,
+        }
+    }
+
+    async fn send_plain(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
         let response = request.timeout(self.timeout).send().await.map_err(|e| self.transport(e))?;
         let response = check(response).await?;
         response.json().await.map_err(|source| ClientError::Unexpected { port: self.port, source })

@@ -86,6 +86,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `memtray hook` exits within this budget whatever happens.
     pub hook_budget_ms: u64,
+    /// Hook intake needs this user's secret too (Claude Code's http hooks carry it once `install-hooks` put
+    /// it there; claude-mem's hooks do not, so this is off by default).
+    pub intake_requires_secret: bool,
     /// Fault injection for tests and demos: every provider call first sleeps this long.
     pub fault_provider_delay_ms: u64,
     /// Fault injection for tests and demos: observations of these tools always fail.
@@ -117,6 +120,7 @@ impl Default for Config {
             skip_tools: DEFAULT_SKIP_TOOLS.iter().map(|s| s.to_string()).collect(),
             max_body_bytes: 4 * 1024 * 1024,
             hook_budget_ms: 2_000,
+            intake_requires_secret: false,
             fault_provider_delay_ms: 0,
             fault_fail_tools: Vec::new(),
             notifications: true,
@@ -133,6 +137,34 @@ pub struct Paths {
     pub database: PathBuf,
     /// Where `memtray hook` and friends write their log lines.
     pub state_dir: PathBuf,
+}
+
+/// Makes every file and folder this process creates private to its user (umask 077: folders 0700, files
+/// 0600) from the first one on. The binaries call it before anything else.
+pub fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+impl Paths {
+    /// Makes what an older memtray created with looser modes private now: the data and state folders 0700;
+    /// the database, its journal files, the hook log and the secret 0600. What does not exist is skipped.
+    pub fn restrict_existing(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode: u32| match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        if let Some(data_dir) = self.database.parent() {
+            set(data_dir, 0o700)?;
+        }
+        set(&self.state_dir, 0o700)?;
+        let database = self.database.to_string_lossy();
+        for file in [format!("{database}"), format!("{database}-wal"), format!("{database}-shm")] {
+            set(Path::new(&file), 0o600)?;
+        }
+        set(&self.state_dir.join("hook.log"), 0o600)?;
+        set(&self.state_dir.join(crate::secret::FILE), 0o600)
+    }
 }
 
 impl Config {
@@ -189,6 +221,16 @@ impl Config {
                 *slot = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
             }
         }
+        fn flag(env: &impl Fn(&str) -> Option<String>, name: &'static str, slot: &mut bool) -> Result<(), ConfigError> {
+            if let Some(value) = env(name) {
+                *slot = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "on" | "yes" => true,
+                    "0" | "false" | "off" | "no" => false,
+                    _ => return Err(ConfigError::Env { name, value, expected: "true or false" }),
+                };
+            }
+            Ok(())
+        }
         num(env, "MEMTRAY_PORT", &mut self.port)?;
         if let Some(dir) = env("MEMTRAY_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
@@ -218,13 +260,8 @@ impl Config {
         num(env, "MEMTRAY_HOOK_BUDGET_MS", &mut self.hook_budget_ms)?;
         num(env, "MEMTRAY_FAULT_PROVIDER_DELAY_MS", &mut self.fault_provider_delay_ms)?;
         list(env, "MEMTRAY_FAULT_FAIL_TOOLS", &mut self.fault_fail_tools);
-        if let Some(value) = env("MEMTRAY_NOTIFICATIONS") {
-            self.notifications = match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "on" | "yes" => true,
-                "0" | "false" | "off" | "no" => false,
-                _ => return Err(ConfigError::Env { name: "MEMTRAY_NOTIFICATIONS", value, expected: "true or false" }),
-            };
-        }
+        flag(env, "MEMTRAY_NOTIFICATIONS", &mut self.notifications)?;
+        flag(env, "MEMTRAY_INTAKE_REQUIRES_SECRET", &mut self.intake_requires_secret)?;
         Ok(())
     }
 

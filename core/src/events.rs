@@ -183,6 +183,7 @@ mod tests {
                     message_id: Some(2),
                     prompt_number: 1,
                     tool_name: "Bash".into(),
+                    subagent: Some("Explore".into()),
                     memory: NewObservation {
                         kind: "command".into(),
                         title: "Ran cargo test".into(),

@@ -63,6 +63,140 @@ pub struct Initialized {
     pub duplicate: bool,
 }
 
+/// What a transcript shows that memtray may lack, for [`Intake::backfill`].
+#[derive(Debug, Clone, Default)]
+pub struct Backfill {
+    /// The session's prompts in order (prompt `i` is number `i + 1`), each with its idempotency key. Empty
+    /// when the transcript does not identify its prompts: then nothing is renumbered.
+    pub prompts: Vec<BackfillPrompt>,
+    /// Tool uses and turn summaries, in transcript order.
+    pub items: Vec<BackfillItem>,
+    /// How many bytes of the transcript were read.
+    pub transcript_bytes: Option<u64>,
+}
+
+/// One prompt of a [`Backfill`].
+#[derive(Debug, Clone)]
+pub struct BackfillPrompt {
+    /// The key the prompt is (or would have been) stored under.
+    pub key: String,
+    /// Its text as written (privacy stripping happens here).
+    pub text: String,
+}
+
+/// One tool use or turn summary of a [`Backfill`]; `prompt` indexes [`Backfill::prompts`].
+#[derive(Debug, Clone)]
+pub enum BackfillItem {
+    /// A tool use; its idempotency key is its `tool_use_id`, which it must have.
+    Tool { tool: ToolUse, prompt: Option<usize> },
+    /// A turn that ended, to summarize under this key.
+    Summary { request: SummaryRequest, prompt: usize, key: String },
+}
+
+/// What [`Intake::backfill`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backfilled {
+    /// Prompts stored that memtray had not seen.
+    pub prompts: usize,
+    /// Prompts that got another number.
+    pub renumbered: usize,
+    /// Tool uses queued.
+    pub observations: usize,
+    /// Turn summaries queued.
+    pub summaries: usize,
+    /// Stored tool uses moved to the prompt they followed.
+    pub refiled: usize,
+}
+
+/// The transaction of [`Intake::backfill`].
+fn fill(
+    c: &rusqlite::Connection,
+    session: &sessions::Session,
+    backfill: Backfill,
+    skip_tools: &std::collections::HashSet<String>,
+    now: i64,
+) -> crate::store::Result<Backfilled> {
+    let mut done = Backfilled::default();
+    // Prompt `i` of the transcript is number `i + 1`, unless memtray holds prompts the transcript does not
+    // name (other clients, older versions): then its own numbers stand.
+    let (keyed, unkeyed) = sessions::keyed_prompts(c, session.id)?;
+    let position: std::collections::HashMap<&str, i64> =
+        backfill.prompts.iter().enumerate().map(|(i, p)| (p.key.as_str(), i as i64 + 1)).collect();
+    let trusted =
+        !backfill.prompts.is_empty() && unkeyed == 0 && keyed.iter().all(|(k, _)| position.contains_key(k.as_str()));
+    let mut private = vec![false; backfill.prompts.len()];
+    let mut counter = session.prompt_counter;
+    if trusted {
+        let moves: Vec<(i64, i64)> =
+            keyed.iter().map(|(k, old)| (*old, position[k.as_str()])).filter(|(old, new)| old != new).collect();
+        if !moves.is_empty() {
+            sessions::renumber_prompts(c, session.id, &moves)?;
+            done.renumbered = moves.len();
+        }
+        for (i, prompt) in backfill.prompts.iter().enumerate() {
+            let text = privacy::strip_prompt(&prompt.text);
+            private[i] = text.is_none();
+            let number = i as i64 + 1;
+            if sessions::restore_prompt(c, session.id, number, text.as_deref(), &prompt.key, now)? {
+                done.prompts += 1;
+            }
+            counter = counter.max(number);
+        }
+    }
+    let number_of = |prompt: Option<usize>| match prompt {
+        Some(i) if trusted => i as i64 + 1,
+        _ => counter,
+    };
+    for item in backfill.items {
+        match item {
+            BackfillItem::Tool { mut tool, prompt } => {
+                let Some(key) = tool.tool_use_id.clone() else { continue };
+                let number = number_of(prompt);
+                if trusted && messages::refile(c, session.id, &key, number)? {
+                    done.refiled += 1;
+                }
+                let is_private = match prompt {
+                    Some(i) if trusted => private[i],
+                    _ => session.prompt_private,
+                };
+                if is_private || skip_tools.contains(&tool.tool_name) {
+                    continue;
+                }
+                privacy::strip_json(&mut tool.tool_input);
+                privacy::strip_json(&mut tool.tool_response);
+                if let Some(error) = &mut tool.error {
+                    *error = privacy::strip(error).into_owned();
+                }
+                let payload = Payload::Observation(tool);
+                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
+                {
+                    done.observations += 1;
+                }
+            }
+            BackfillItem::Summary { mut request, prompt, key } => {
+                if !trusted {
+                    continue;
+                }
+                let number = prompt as i64 + 1;
+                if messages::refile(c, session.id, &key, number)? {
+                    done.refiled += 1;
+                }
+                request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
+                request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
+                let payload = Payload::Summarize(request);
+                if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
+                {
+                    done.summaries += 1;
+                }
+            }
+        }
+    }
+    if let Some(bytes) = backfill.transcript_bytes {
+        sessions::set_transcript_seen(c, session.id, bytes)?;
+    }
+    Ok(done)
+}
+
 /// The handle to intake; clone freely.
 #[derive(Clone)]
 pub struct Intake {
@@ -249,6 +383,45 @@ impl Intake {
             self.inner.trigger.changed();
         }
         Ok(queued)
+    }
+
+    /// Fills the gaps a transcript shows in one transaction: prompts memtray never saw are stored under their
+    /// own numbers (and those it numbered wrong are renumbered, with what was filed under them); tool uses and
+    /// turn summaries it lacks are queued in transcript order under their prompt; tool uses filed under the
+    /// wrong prompt move. A session is created if new but never reopened: filling in history is not activity.
+    pub async fn backfill(&self, agent_session_id: &str, project: &str, backfill: Backfill) -> Result<Backfilled> {
+        self.accepting()?;
+        let agent = agent_session_id.to_string();
+        let project = project.to_string();
+        let clock = self.inner.settings.clock;
+        let skip = self.inner.settings.skip_tools.clone();
+        let (session, created, done) = self
+            .inner
+            .store
+            .write(move |c| {
+                let now = clock.now_ms();
+                let (session, created) = match sessions::find(c, &agent)? {
+                    Some(session) => (session, false),
+                    None => sessions::ensure(c, &agent, &project, now)?,
+                };
+                let done = fill(c, &session, backfill, &skip, now)?;
+                Ok((session, created, done))
+            })
+            .await?;
+        if created {
+            self.inner.events.publish(Event::SessionStarted {
+                session_id: session.id,
+                agent_session_id: session.agent_session_id.clone(),
+                project: session.project.clone(),
+            });
+        }
+        if done.observations + done.summaries > 0 {
+            self.inner.waker.wake(session.id);
+        }
+        if created || done != Backfilled::default() {
+            self.inner.trigger.changed();
+        }
+        Ok(done)
     }
 
     /// Marks the session completed. Returns false when there is no such active session.

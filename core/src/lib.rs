@@ -20,7 +20,8 @@
 //! - Surfaces
 //!   - [`api`]: the HTTP routes (claude-mem compatible intake, Claude Code's hooks, the inspector API, the
 //!     event stream, the embedded web UI from the top-level `ui/` folder) and how errors become answers.
-//!   - [`server`]: binds loopback and serves a [`Core`] over the API.
+//!   - [`server`]: binds loopback and serves a [`Core`] over the API; [`secret`]: this user's secret, which
+//!     reading memory and administering need (the API's guard is `api::guard`).
 //!   - [`client`]: the async client of a running memtray (requests and the event stream).
 //!   - [`recall`]: memory read back for an agent: the MCP server of `memtray mcp` (`recall::mcp`), a
 //!     project's recent-context text (`recall::context`), and UTC dates as text (`recall::dates`).
@@ -43,6 +44,7 @@ pub mod project;
 pub mod queries;
 pub mod queue;
 pub mod recall;
+pub mod secret;
 pub mod server;
 pub mod status;
 pub mod store;

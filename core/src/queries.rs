@@ -13,7 +13,7 @@ use crate::queue::message::MessageInfo;
 use crate::status::Status;
 use crate::store::messages::MessageFilter;
 use crate::store::search::{self, Hit, SearchQuery};
-use crate::store::sessions::{ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
+use crate::store::sessions::{KnownTranscript, ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
 use crate::store::stats::Totals;
 use crate::store::{Store, memories, messages, sessions, stats};
 
@@ -130,9 +130,14 @@ impl Queries {
         Ok(self.store.read(move |c| search::search(c, &query)).await?)
     }
 
-    /// Active sessions with a transcript: (agent session id, project, transcript path).
-    pub async fn active_transcripts(&self) -> Result<Vec<(String, String, String)>> {
-        Ok(self.store.read(sessions::active_transcripts).await?)
+    /// Sessions with a known transcript that are active or were active since `since` (ms).
+    pub async fn transcripts_since(&self, since: i64) -> Result<Vec<KnownTranscript>> {
+        Ok(self.store.read(move |c| sessions::transcripts_since(c, since)).await?)
+    }
+
+    /// The core's clock, in ms.
+    pub fn now_ms(&self) -> i64 {
+        self.settings.clock.now_ms()
     }
 
     fn stuck_before(&self) -> i64 {

@@ -1,9 +1,9 @@
 //! Serves a [`Core`] over the HTTP API on loopback: binds the port (telling another memtray from a foreign
-//! program on it), starts the core, takes in the hook inbox, serves, and reconciles the sessions that were
-//! active when memtray last stopped.
+//! program on it), starts the core, takes in the hook inbox (and keeps watching it), serves, and reconciles
+//! the sessions that were active, or continued, while memtray was away.
 //!
-//! Shutdown is ordered: stop accepting and end the event streams, let in-flight requests finish their
-//! commits, then stop the core. A start that fails after the core started stops the core before it returns.
+//! Shutdown is ordered: stop accepting and end the event streams, let in-flight requests and their detached
+//! work finish, then stop the core. A start that fails after the core started stops the core before it returns.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -13,13 +13,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::claude_code::{inbox, reconcile};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Guard};
 use crate::client::Client;
 use crate::config::Config;
 use crate::core::{Core, CoreError, StartError};
+use crate::secret::Secret;
 
 /// How long in-flight requests get to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
+/// How often the hook inbox is looked at while serving.
+const INBOX_WATCH: Duration = Duration::from_secs(2);
 /// How long the port's holder gets to say whether it is memtray.
 const OCCUPANT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -35,6 +38,15 @@ pub enum ServerError {
         version: String,
         /// Its process id.
         pid: u64,
+    },
+    /// Another account's memtray (one that cannot prove it knows this user's secret) holds the port.
+    #[error(
+        "port {port} on 127.0.0.1 is held by a memtray that is not this user's (another account's?); set \
+         MEMTRAY_PORT or `port` in the config file"
+    )]
+    Foreign {
+        /// The port.
+        port: u16,
     },
     /// Something else holds the port.
     #[error("port {port} on 127.0.0.1 is in use by another program; set MEMTRAY_PORT or `port` in the config file")]
@@ -71,8 +83,8 @@ pub struct Server {
 impl Server {
     /// Binds `127.0.0.1:config.port` (0 picks a free port), starts the core and starts serving. The API
     /// is ready when this returns.
-    pub async fn start(config: &Config) -> Result<Server, ServerError> {
-        let listener = bind(config.port).await?;
+    pub async fn start(config: &Config, secret: Secret) -> Result<Server, ServerError> {
+        let listener = bind(config.port, &secret).await?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { port: config.port, source })?;
         let core = Core::start(config).await?;
         // Events `memtray hook` stored while no server ran come first, before anything newer can arrive.
@@ -86,19 +98,22 @@ impl Server {
         }
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let app = api::router(AppState::new(&core, stopping.clone()), config.max_body_bytes);
+        let guard = Guard::new(local_addr.port(), secret, config.intake_requires_secret);
+        let state = AppState::new(&core, stopping.clone(), tracker.clone(), guard);
+        tracker.spawn(state.watch_inbox(INBOX_WATCH));
+        let app = api::router(state, config.max_body_bytes);
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
         tracker.spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the HTTP server stopped");
             }
         });
-        // Sessions that were active when memtray stopped may have used tools meanwhile: their transcripts tell.
+        // Sessions active when memtray stopped, or continued while it was away: their transcripts tell.
         let (intake, queries, cancel) = (core.intake().clone(), core.queries().clone(), stopping.clone());
         tracker.spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                reconciled = reconcile::reconcile_active(&intake, &queries) => if let Err(e) = reconciled {
+                reconciled = reconcile::reconcile_at_start(&intake, &queries) => if let Err(e) = reconciled {
                     tracing::warn!(error = %e, "could not reconcile active sessions at start");
                 },
             }
@@ -127,14 +142,16 @@ impl Server {
     }
 }
 
-async fn bind(port: u16) -> Result<TcpListener, ServerError> {
+async fn bind(port: u16, secret: &Secret) -> Result<TcpListener, ServerError> {
     match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
         Ok(listener) => Ok(listener),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            Err(match Client::with_timeout(port, OCCUPANT_TIMEOUT).health().await {
-                Ok(health) if health.service == "memtray" => {
-                    ServerError::AlreadyRunning { port, version: health.version, pid: health.pid }
-                }
+            let occupant = Client::with_timeout(port, OCCUPANT_TIMEOUT).with_secret(secret.clone());
+            Err(match occupant.health().await {
+                Ok(health) if health.service == "memtray" => match occupant.verify().await {
+                    Ok(()) => ServerError::AlreadyRunning { port, version: health.version, pid: health.pid },
+                    Err(_) => ServerError::Foreign { port },
+                },
                 _ => ServerError::PortInUse { port },
             })
         }

@@ -16,8 +16,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+use memtray_core::secret::Secret;
+
 /// The argument that makes `memtray-desktop` the inspector process; the address follows it.
 pub const ARG: &str = "--inspector";
+/// The environment variable the inspector process gets this user's secret in.
+pub const TOKEN_ENV: &str = "MEMTRAY_INSPECTOR_TOKEN";
 
 /// How long an inspector process let go of gets to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_millis(1200);
@@ -116,10 +120,13 @@ pub struct Inspector {
 
 impl Inspector {
     /// Starts the supervisor; it and every inspector process's reaper stop at `cancel`, under `tracker`.
-    pub fn start(cancel: &CancellationToken, tracker: &TaskTracker) -> Inspector {
+    /// `secret` goes to each inspector process in its environment (never its arguments, which other accounts
+    /// can read), for the page's sign-in.
+    pub fn start(cancel: &CancellationToken, tracker: &TaskTracker, secret: Secret) -> Inspector {
         let (requests, rx) = mpsc::channel(QUEUED);
         let (cancel, reapers) = (cancel.clone(), tracker.clone());
-        tauri::async_runtime::spawn(tracker.track_future(supervise(rx, Launcher::this_app(), cancel, reapers)));
+        let launcher = Launcher::this_app(secret);
+        tauri::async_runtime::spawn(tracker.track_future(supervise(rx, launcher, cancel, reapers)));
         Inspector { requests }
     }
 
@@ -149,11 +156,13 @@ struct Launcher {
     program: Option<PathBuf>,
     /// Before the address.
     args: Vec<OsString>,
+    /// Handed over in [`TOKEN_ENV`].
+    secret: Option<Secret>,
 }
 
 impl Launcher {
-    fn this_app() -> Launcher {
-        Launcher { program: None, args: vec![ARG.into()] }
+    fn this_app(secret: Secret) -> Launcher {
+        Launcher { program: None, args: vec![ARG.into()], secret: Some(secret) }
     }
 
     fn command(&self, address: &str) -> std::io::Result<tokio::process::Command> {
@@ -163,6 +172,9 @@ impl Launcher {
         };
         let mut command = tokio::process::Command::new(program);
         command.args(&self.args).arg(address);
+        if let Some(secret) = &self.secret {
+            command.env(TOKEN_ENV, secret.expose());
+        }
         Ok(command)
     }
 }
@@ -359,6 +371,7 @@ mod tests {
             let launcher = Launcher {
                 program: Some("sh".into()),
                 args: vec!["-c".into(), format!("LOG='{}'\n{script}", log.display()).into(), "stand-in".into()],
+                secret: None,
             };
             let (requests, rx) = mpsc::channel(QUEUED);
             let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use memtray_core::config::Config;
+use memtray_core::secret::Secret;
 use tauri::{AppHandle, Manager, RunEvent};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,7 +86,10 @@ impl Shell {
 /// Starts the desktop app and runs it until Quit.
 pub fn run() -> anyhow::Result<()> {
     init_logging();
+    memtray_core::config::private_files();
     let (config, paths) = Config::load().context("cannot read the configuration")?;
+    paths.restrict_existing().context("cannot make memtray's files private")?;
+    let secret = Secret::load_or_create(&paths.state_dir)?;
     let at_login = std::env::args().any(|a| a == autostart::ARG);
     let app = tauri::Builder::default()
         // First, so a second launch hands over before anything else starts.
@@ -98,13 +102,13 @@ pub fn run() -> anyhow::Result<()> {
         .plugin(tauri_plugin_autostart::Builder::new().arg(autostart::ARG).build())
         .setup(move |app| {
             let shell = Shell {
-                link: Link::start(config.clone()),
+                link: Link::start(config.clone(), secret.clone()),
                 prefs: Prefs::load(paths.state_dir.clone(), config.notifications),
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             };
             app.manage(shell.clone());
-            app.manage(inspector::Inspector::start(&shell.cancel, &shell.tracker));
+            app.manage(inspector::Inspector::start(&shell.cancel, &shell.tracker, secret.clone()));
             tray::create(app.handle(), &shell)?;
             let notifier =
                 notifications::run(app.handle().clone(), shell.link.clone(), shell.prefs.clone(), shell.link.notices());

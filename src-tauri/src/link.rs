@@ -14,6 +14,7 @@ use memtray_core::client::{Client, ClientError};
 use memtray_core::config::Config;
 use memtray_core::events::Event;
 use memtray_core::queue::Queue;
+use memtray_core::secret::Secret;
 use memtray_core::server::{Server, ServerError};
 use memtray_core::status::Status;
 use tokio::sync::{broadcast, watch};
@@ -117,6 +118,8 @@ struct Inner {
     base_url: String,
     /// The configuration the embedded core runs with.
     config: Config,
+    /// This user's secret: the embedded server's, and what another server must prove it knows.
+    secret: Secret,
     /// Latest status, read off the core's updates. The tray holds receivers; this side lives as long as
     /// the link.
     status: watch::Sender<Status>,
@@ -137,11 +140,12 @@ struct Inner {
 impl Link {
     /// Starts the core in this process, or follows the memtray that already serves the port, and keeps at it
     /// (a lost attached server is retried, and replaced by an embedded core once the port is free).
-    pub fn start(config: Config) -> Link {
+    pub fn start(config: Config, secret: Secret) -> Link {
         let link = Link {
             inner: Arc::new(Inner {
                 base_url: format!("http://127.0.0.1:{}", config.port),
                 config,
+                secret,
                 status: watch::Sender::new(Status::default()),
                 reach: watch::Sender::new(Reach::Starting),
                 notices: broadcast::Sender::new(64),
@@ -223,7 +227,7 @@ impl Link {
         loop {
             // Not raced against the cancel: a start dropped half way would leave consumers running unstopped.
             // It takes milliseconds; a cancel that came meanwhile stops the started core at once.
-            match Server::start(&self.inner.config).await {
+            match Server::start(&self.inner.config, self.inner.secret.clone()).await {
                 Ok(server) if cancel.is_cancelled() => {
                     server.shutdown().await;
                     return;
@@ -239,8 +243,12 @@ impl Link {
                 }
                 Err(ServerError::AlreadyRunning { port, version, pid }) => {
                     tracing::info!(port, %version, pid, "another memtray serves the port; following it");
-                    let client = Client::new(port);
-                    match client.updates().await {
+                    let client = Client::new(port).with_secret(self.inner.secret.clone());
+                    let followed = match client.verify().await {
+                        Ok(()) => client.updates().await,
+                        Err(e) => Err(e),
+                    };
+                    match followed {
                         Ok(updates) => {
                             self.set_backend(Some(Backend::Remote(client)));
                             self.inner.reach.send_replace(Reach::Attached);

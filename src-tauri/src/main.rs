@@ -7,6 +7,7 @@
 use memtray_desktop::{inspector, window};
 
 fn main() -> anyhow::Result<()> {
+    memtray_core::config::private_files();
     let mut args = std::env::args().skip(1);
     match (args.next(), args.next()) {
         (Some(arg), Some(address)) if arg == inspector::ARG => window::run(&address),

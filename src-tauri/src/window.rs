@@ -20,7 +20,12 @@ const LABEL: &str = "inspector";
 /// Runs the inspector window at `address` until it closes.
 pub fn run(address: &str) -> anyhow::Result<()> {
     crate::init_logging();
-    let url = address.parse::<tauri::Url>().with_context(|| format!("not an inspector address: {address}"))?;
+    let mut url = address.parse::<tauri::Url>().with_context(|| format!("not an inspector address: {address}"))?;
+    // The first load signs the page in: the server turns `?token=` into its cookie and sends it on to `/`,
+    // keeping the fragment. Later navigations carry the cookie.
+    if let Ok(token) = std::env::var(crate::inspector::TOKEN_ENV) {
+        url.query_pairs_mut().append_pair("token", &token);
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (stop, tasks) = (cancel.clone(), tracker.clone());

@@ -174,10 +174,18 @@ class App:
     def base(self):
         return f"http://127.0.0.1:{self.port}"
 
+    def secret(self):
+        """This user's secret, which the app made in its state folder; reads and admin need it."""
+        try:
+            with open(os.path.join(self.env["MEMTRAY_STATE_DIR"], "token")) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
     def request(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "X-Memtray-Token": self.secret()})
         with urllib.request.urlopen(req, timeout=10) as answer:
             return json.loads(answer.read() or b"null")
 

@@ -92,12 +92,24 @@ impl TestServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn get(&self, path: &str) -> (u16, Value) {
-        http().get(&self.url(path)).call().map(read).expect("GET")
+    /// This user's secret, which the server made in its state folder at start.
+    pub fn secret(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state/token")).expect("the server made its secret").trim().into()
     }
 
+    /// GETs with this user's secret, as the inspector and `memtray status` do.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http().get(&self.url(path)).header("x-memtray-token", self.secret()).call().map(read).expect("GET")
+    }
+
+    /// POSTs with this user's secret.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        http().post(&self.url(path)).send_json(body).map(read).expect("POST")
+        http().post(&self.url(path)).header("x-memtray-token", self.secret()).send_json(body).map(read).expect("POST")
+    }
+
+    /// GETs without the secret, as any other program on the machine could.
+    pub fn get_anonymous(&self, path: &str) -> (u16, Value) {
+        http().get(&self.url(path)).call().map(read).expect("GET")
     }
 
     /// POSTs raw bytes with a content type (or none).
@@ -131,11 +143,13 @@ impl TestServer {
         });
     }
 
-    /// Waits until the server reports an empty queue, or panics after `limit`.
+    /// Waits until the database holds no pending or processing message and the server's status (which
+    /// follows the database a few milliseconds behind) says so too, or panics after `limit`.
     pub fn wait_idle(&self, limit: Duration) {
         wait_for(limit, "the queue to drain", || {
+            let unfinished = self.count("SELECT count(*) FROM messages WHERE status IN ('pending', 'processing')");
             let (_, stats) = self.get("/api/stats");
-            stats["queueDepth"] == 0 && stats["isProcessing"] == false
+            unfinished == 0 && stats["queueDepth"] == 0 && stats["isProcessing"] == false
         });
     }
 }

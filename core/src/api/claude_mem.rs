@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiJson};
-use super::{Stopping, idempotency_key};
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::{Detach, Guard, Stopping, idempotency_key};
 use crate::intake::{Intake, Queued};
 use crate::project;
 use crate::queries::Queries;
@@ -38,6 +38,23 @@ pub(super) async fn readiness(State(Stopping(stopping)): State<Stopping>) -> imp
     }
 }
 
+#[derive(Deserialize)]
+pub(super) struct Challenge {
+    nonce: String,
+}
+
+/// `GET /api/whoami?nonce=N`: proves this server knows this user's secret (an HMAC of the nonce) without
+/// showing it, so a client can tell its own memtray from another account's on the same port.
+pub(super) async fn whoami(
+    State(guard): State<Guard>,
+    ApiQuery(challenge): ApiQuery<Challenge>,
+) -> Result<Json<Value>, ApiError> {
+    if !(16..=128).contains(&challenge.nonce.len()) {
+        return Err(ApiError::Invalid("nonce must be 16 to 128 characters"));
+    }
+    Ok(Json(json!({ "service": "memtray", "proof": guard.secret().proof(&challenge.nonce) })))
+}
+
 pub(super) async fn version() -> Json<Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
@@ -59,11 +76,15 @@ pub(super) struct InitBody {
 
 pub(super) async fn init(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<InitBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
-    let init = intake.init_session(id, &body.project, body.prompt.as_deref(), idempotency_key(&headers)).await?;
+    let id = session_id(&body.session_id)?.to_string();
+    let key = idempotency_key(&headers);
+    let init = detach
+        .run(async move { Ok(intake.init_session(&id, &body.project, body.prompt.as_deref(), key).await?) })
+        .await?;
     let mut answer = json!({
         "sessionDbId": init.session_id,
         "promptNumber": init.prompt_number,
@@ -107,25 +128,33 @@ fn unstringify(value: Value) -> Value {
 
 pub(super) async fn observation(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ObservationBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
+    let id = session_id(&body.session_id)?.to_string();
     if body.tool_name.trim().is_empty() {
         return Err(ApiError::Invalid("tool_name must not be empty"));
     }
-    let project = match body.project {
-        Some(project) => project,
-        None => project::of_cwd(&body.cwd).await,
-    };
-    let tool = ToolUse {
-        tool_name: body.tool_name,
-        tool_input: unstringify(body.tool_input),
-        tool_response: unstringify(body.tool_response),
-        cwd: body.cwd,
-        tool_use_id: body.tool_use_id.filter(|t| !t.is_empty()),
-    };
-    let queued = intake.queue_observation(id, &project, tool, idempotency_key(&headers)).await?;
+    let key = idempotency_key(&headers);
+    let queued = detach
+        .run(async move {
+            let project = match body.project {
+                Some(project) => project,
+                None => project::of_cwd(&body.cwd).await,
+            };
+            let tool = ToolUse {
+                tool_name: body.tool_name,
+                tool_input: unstringify(body.tool_input),
+                tool_response: unstringify(body.tool_response),
+                cwd: body.cwd,
+                tool_use_id: body.tool_use_id.filter(|t| !t.is_empty()),
+                error: None,
+                subagent: None,
+            };
+            Ok(intake.queue_observation(&id, &project, tool, key).await?)
+        })
+        .await?;
     Ok(Json(queued_json(queued)))
 }
 
@@ -143,16 +172,22 @@ pub(super) struct SummarizeBody {
 
 pub(super) async fn summarize(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SummarizeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
+    let id = session_id(&body.session_id)?.to_string();
     let request = SummaryRequest {
         last_user_message: body.last_user_message,
         last_assistant_message: body.last_assistant_message,
     };
-    let project = project::of_cwd(&body.cwd).await;
-    let queued = intake.queue_summarize(id, &project, request, idempotency_key(&headers)).await?;
+    let key = idempotency_key(&headers);
+    let queued = detach
+        .run(async move {
+            let project = project::of_cwd(&body.cwd).await;
+            Ok(intake.queue_summarize(&id, &project, request, key).await?)
+        })
+        .await?;
     Ok(Json(queued_json(queued)))
 }
 
@@ -164,10 +199,11 @@ pub(super) struct CompleteBody {
 
 pub(super) async fn complete(
     State(intake): State<Intake>,
+    State(detach): State<Detach>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_id(&body.session_id)?;
-    let completed = intake.complete_session(id).await?;
+    let id = session_id(&body.session_id)?.to_string();
+    let completed = detach.run(async move { Ok(intake.complete_session(&id).await?) }).await?;
     Ok(Json(json!({ "status": if completed { "completed" } else { "unchanged" } })))
 }
 

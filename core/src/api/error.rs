@@ -38,6 +38,16 @@ pub enum ApiError {
     /// The core could not store or read: nothing was acknowledged.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// The request is refused whoever sends it: a foreign `Host`, a change from another web page. The code
+    /// and the message say which.
+    #[error("{1}")]
+    Forbidden(&'static str, &'static str),
+    /// Reading memory and administering need this user's secret, and the request did not carry it.
+    #[error("this needs memtray's secret")]
+    Unauthorized,
+    /// The request's work panicked (a bug); what it committed before stays.
+    #[error("the request's work panicked")]
+    Crashed,
 }
 
 impl ApiError {
@@ -75,6 +85,19 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage_corrupt",
                 "memtray's database is damaged; nothing was stored. See memtray's log".into(),
+            ),
+            ApiError::Forbidden(code, message) => (StatusCode::FORBIDDEN, code, message.to_string()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this needs memtray's secret: open the inspector with `memtray open` (or from the tray), or send \
+                 the `token` file of memtray's state folder in the X-Memtray-Token header"
+                    .into(),
+            ),
+            ApiError::Crashed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "memtray hit an internal error. The cause is in memtray's log".into(),
             ),
             ApiError::Core(CoreError::Store(_)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

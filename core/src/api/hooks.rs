@@ -5,26 +5,33 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-use super::InboxDrain;
 use super::error::{ApiError, ApiJson};
+use super::{Detach, InboxDrain};
 use crate::agents::claude_code::{self, HookEvent, inbox};
 use crate::intake::Intake;
 
 pub(super) async fn claude_code(
     State(intake): State<Intake>,
     State(drain): State<InboxDrain>,
+    State(detach): State<Detach>,
     ApiJson(event): ApiJson<HookEvent>,
 ) -> Result<Json<Value>, ApiError> {
     if event.session_id.trim().is_empty() || event.hook_event_name.trim().is_empty() {
         return Err(ApiError::Invalid("session_id and hook_event_name must not be empty"));
     }
     // PostToolUse is the hot path; the turn-level events (a prompt, a stop) are where leftovers are looked for.
-    let turn_level = event.hook_event_name != "PostToolUse";
-    claude_code::dispatch(&intake, event, None).await?;
-    if turn_level {
-        drain_inbox_if_waiting(&intake, &drain).await;
-    }
+    let turn_level = !event.hook_event_name.starts_with("PostToolUse");
+    detach
+        .run(async move {
+            claude_code::dispatch(&intake, event, None).await?;
+            if turn_level {
+                drain_inbox_if_waiting(&intake, &drain).await;
+            }
+            Ok(())
+        })
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -41,5 +48,23 @@ async fn drain_inbox_if_waiting(intake: &Intake, drain: &InboxDrain) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not look at the hook inbox"),
+    }
+}
+
+/// Looks at the hook inbox every `every` until cancelled: an event `memtray hook` stored while this server
+/// was slow to answer (the last event of a session, say) does not wait for the session's next turn.
+pub(super) async fn watch_inbox(
+    intake: Intake,
+    drain: InboxDrain,
+    every: std::time::Duration,
+    cancel: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticks.tick() => drain_inbox_if_waiting(&intake, &drain).await,
+        }
     }
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Detach;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::queries::Queries;
 use crate::queue::Queue;
@@ -80,8 +81,12 @@ pub(super) async fn session(State(queries): State<Queries>, Path(id): Path<i64>)
     Ok(Json(serde_json::to_value(detail).expect("a session serializes")))
 }
 
-pub(super) async fn delete_session(State(queue): State<Queue>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    if queue.delete_session(id).await? {
+pub(super) async fn delete_session(
+    State(queue): State<Queue>,
+    State(detach): State<Detach>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    if detach.run(async move { Ok(queue.delete_session(id).await?) }).await? {
         Ok(Json(json!({ "status": "deleted" })))
     } else {
         Err(ApiError::NotFound("session"))
@@ -104,24 +109,35 @@ pub(super) async fn queue(
     })))
 }
 
-pub(super) async fn retry(State(queue): State<Queue>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    if queue.retry_message(id).await? {
+pub(super) async fn retry(
+    State(queue): State<Queue>,
+    State(detach): State<Detach>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    if detach.run(async move { Ok(queue.retry_message(id).await?) }).await? {
         Ok(Json(json!({ "status": "retried", "messageId": id })))
     } else {
         Err(ApiError::NotFound("unfinished message"))
     }
 }
 
-pub(super) async fn abort(State(queue): State<Queue>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    if queue.abort_message(id).await? {
+pub(super) async fn abort(
+    State(queue): State<Queue>,
+    State(detach): State<Detach>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    if detach.run(async move { Ok(queue.abort_message(id).await?) }).await? {
         Ok(Json(json!({ "status": "aborted", "messageId": id })))
     } else {
         Err(ApiError::NotFound("unfinished message"))
     }
 }
 
-pub(super) async fn retry_stuck(State(queue): State<Queue>) -> Result<Json<Value>, ApiError> {
-    let retried = queue.retry_stuck_and_failed().await?;
+pub(super) async fn retry_stuck(
+    State(queue): State<Queue>,
+    State(detach): State<Detach>,
+) -> Result<Json<Value>, ApiError> {
+    let retried = detach.run(async move { Ok(queue.retry_stuck_and_failed().await?) }).await?;
     Ok(Json(json!({ "status": "retried", "sessions": retried.sessions, "messages": retried.messages })))
 }
 

@@ -4,16 +4,19 @@
 //!
 //! Handlers translate HTTP to calls on the core's handles and back; they hold no state of their own. Each
 //! takes only the handle it needs ([`Intake`], [`Queue`], [`Queries`]) out of [`AppState`]. Every body is
-//! size-limited and every rejection answers in the API's JSON error format.
+//! size-limited and every rejection answers in the API's JSON error format. What a request changes runs as
+//! its own task ([`Detach`]): a client that goes away mid-request cannot leave work half done.
 
 mod claude_mem;
 pub mod error;
+pub mod guard;
 mod hooks;
 mod inspector;
 mod search;
 mod stream;
 mod ui;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,6 +24,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::core::Core;
 use crate::events::Updates;
@@ -29,6 +33,7 @@ use crate::queries::Queries;
 use crate::queue::Queue;
 
 pub use error::ApiError;
+pub use guard::Guard;
 
 /// What the handlers can take from; each takes one part.
 #[derive(Clone)]
@@ -42,6 +47,10 @@ pub struct AppState {
     stopping: Stopping,
     /// Held while the hook inbox is being dispatched, so two requests never dispatch the same events.
     inbox_drain: InboxDrain,
+    /// Where state-changing requests run their work.
+    detach: Detach,
+    /// The checks in front of every route, and this user's secret.
+    guard: Guard,
 }
 
 /// The server's stop token.
@@ -52,9 +61,29 @@ pub(crate) struct Stopping(CancellationToken);
 #[derive(Clone)]
 pub(crate) struct InboxDrain(Arc<tokio::sync::Mutex<()>>);
 
+/// Runs a request's work as a task of the server's tracker, so that it runs to the end even when the client
+/// disconnects and the handler is dropped; the server waits for these tasks before it stops the core.
+#[derive(Clone)]
+pub(crate) struct Detach(TaskTracker);
+
+impl Detach {
+    /// Runs `work` to completion whatever becomes of the caller, and answers with its result.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        self.0.spawn(work).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a request's work panicked");
+            Err(ApiError::Crashed)
+        })
+    }
+}
+
 impl AppState {
-    /// The handles of `core`, and the token that ends open streams when the server stops.
-    pub fn new(core: &Core, stopping: CancellationToken) -> AppState {
+    /// The handles of `core`, the token that ends open streams when the server stops, and the tracker the
+    /// server waits for before it stops the core (requests' detached work runs there).
+    pub fn new(core: &Core, stopping: CancellationToken, tracker: TaskTracker, guard: Guard) -> AppState {
         AppState {
             intake: core.intake().clone(),
             queue: core.queue().clone(),
@@ -62,7 +91,16 @@ impl AppState {
             updates: core.updates(),
             stopping: Stopping(stopping),
             inbox_drain: InboxDrain(Arc::default()),
+            detach: Detach(tracker),
+            guard,
         }
+    }
+}
+
+impl AppState {
+    /// Watches the hook inbox until the server stops (see `hooks::watch_inbox`).
+    pub fn watch_inbox(&self, every: std::time::Duration) -> impl Future<Output = ()> + Send + 'static {
+        hooks::watch_inbox(self.intake.clone(), self.inbox_drain.clone(), every, self.stopping.0.clone())
     }
 }
 
@@ -81,6 +119,8 @@ part!(queries: Queries);
 part!(updates: Updates);
 part!(stopping: Stopping);
 part!(inbox_drain: InboxDrain);
+part!(detach: Detach);
+part!(guard: Guard);
 
 /// The whole API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -89,6 +129,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/health", get(claude_mem::health))
         .route("/api/readiness", get(claude_mem::readiness))
         .route("/api/version", get(claude_mem::version))
+        .route("/api/whoami", get(claude_mem::whoami))
         .route("/api/processing-status", get(claude_mem::processing_status))
         .route("/api/sessions/init", post(claude_mem::init))
         .route("/api/sessions/observations", post(claude_mem::observation))
@@ -110,6 +151,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::check))
         .with_state(state)
 }
 

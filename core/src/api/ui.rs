@@ -4,11 +4,13 @@
 //! only these two routes. Every answer carries a same-origin-only Content-Security-Policy (no inline
 //! script) and `Cache-Control: no-cache`, so a new binary's UI is picked up on the next load.
 
-use axum::extract::Path;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::error::ApiError;
+use super::guard::Guard;
+use crate::secret;
 
 /// Same origin for everything, no inline script or style, no plugins, no framing, no form posts.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -64,8 +66,24 @@ fn respond(asset: &'static Asset) -> Response {
     response
 }
 
-/// `GET /`: the page.
-pub(super) async fn index() -> Response {
+/// The query of `GET /?token=…`, how the desktop window and `memtray open` hand the page this user's secret.
+#[derive(serde::Deserialize)]
+pub(super) struct Handover {
+    token: Option<String>,
+}
+
+/// `GET /`: the page. With this user's secret in `?token=`, it is set as an HttpOnly, SameSite=Strict cookie
+/// and the browser is sent to `/`, so the secret leaves the address bar and the history at once.
+pub(super) async fn index(State(guard): State<Guard>, Query(handover): Query<Handover>) -> Response {
+    if let Some(token) = handover.token.filter(|t| guard.secret().matches(t)) {
+        let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/", secret::COOKIE);
+        let mut response = Redirect::to("/").into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a hex secret is a header value"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        return response;
+    }
     respond(find("index.html").expect("index.html is embedded"))
 }
 

@@ -31,6 +31,7 @@ const COMMAND: &str = "command";
 const TEST: &str = "test";
 const RESEARCH: &str = "research";
 const DECISION: &str = "decision";
+const FAILURE: &str = "failure";
 
 /// Deterministic, offline: reads the tool use and writes down what it shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -612,7 +613,22 @@ fn scalar(value: &Value) -> Option<String> {
 
 /// The one observation a tool use gives.
 fn observe_tool(tool: &ToolUse) -> NewObservation {
-    observation_of(&Action::read(tool))
+    let obs = observation_of(&Action::read(tool));
+    match tool.error.as_deref() {
+        Some(error) => failed(obs, error),
+        None => obs,
+    }
+}
+
+/// A tool use that failed: what was tried, marked as failed, with the error as the first fact. A failed
+/// change changed nothing.
+fn failed(mut obs: NewObservation, error: &str) -> NewObservation {
+    obs.kind = FAILURE.to_string();
+    obs.title = clip(&format!("Failed: {}", obs.title), TITLE_MAX);
+    let error = error.trim();
+    obs.facts.insert(0, fact("error", if error.is_empty() { "no message" } else { error }));
+    obs.files_modified.clear();
+    obs
 }
 
 /// An action as an observation: its kind, title, subtitle and facts, and the files it touched.
@@ -1361,6 +1377,8 @@ mod tests {
             tool_response: response,
             cwd: CWD.to_string(),
             tool_use_id: None,
+            error: None,
+            subagent: None,
         }
     }
 
@@ -1665,6 +1683,24 @@ mod tests {
         .await;
         assert_eq!(go.kind, "test");
         assert_eq!(go.facts[1], "1 package ok; 1 failed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_tool_use_says_it_failed_and_why() {
+        let mut bash = tool("Bash", json!({"command": "exit 3", "description": "Fail on purpose"}), Value::Null);
+        bash.error = Some("Exit code 3".into());
+        let obs = observe(&bash).await;
+        assert_eq!(obs.kind, "failure");
+        assert!(obs.title.starts_with("Failed: "), "{}", obs.title);
+        assert_eq!(obs.facts[0], "error: Exit code 3");
+
+        let mut edit = sample_edit();
+        edit.tool_response = Value::Null;
+        edit.error = Some("  ".into());
+        let obs = observe(&edit).await;
+        assert_eq!(obs.kind, "failure");
+        assert_eq!(obs.facts[0], "error: no message");
+        assert!(obs.files_modified.is_empty(), "a failed edit changed nothing");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// An observation as a provider produces it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewObservation {
-    /// `discovery`, `change`, `bugfix`, `feature`, `refactor`, `decision`, `test`, `command`, `research`.
+    /// `discovery`, `change`, `bugfix`, `feature`, `refactor`, `decision`, `test`, `command`, `research`,
+    /// `failure` (a tool use that failed).
     #[serde(rename = "type")]
     pub kind: String,
     /// One line: what happened.
@@ -60,6 +61,9 @@ pub struct Observation {
     pub prompt_number: i64,
     /// The tool observed.
     pub tool_name: String,
+    /// The subagent that used the tool (its type), when not the main agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subagent: Option<String>,
     /// What the provider made of it.
     #[serde(flatten)]
     pub memory: NewObservation,

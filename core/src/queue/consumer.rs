@@ -36,8 +36,16 @@ struct Done {
     message_id: i64,
     attempt: u32,
     prompt_number: i64,
-    tool_name: String,
+    tool: ToolLabel,
     outcome: Outcome,
+}
+
+/// Which tool an observation message is about, and who used it (empty for a summarize).
+#[derive(Debug, Clone, Default)]
+struct ToolLabel {
+    name: String,
+    /// The subagent that used it, when not the main agent.
+    subagent: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,7 +232,7 @@ impl Consumer {
 
     /// Asks the provider about one message.
     async fn process(&mut self, message: &Claimed, cancel: &CancellationToken) -> Processed {
-        let (context, tool_name) = match self.context(message).await {
+        let (context, tool) = match self.context(message).await {
             Ok(c) => c,
             Err(e) => return Processed::StoreFailed(e),
         };
@@ -252,15 +260,15 @@ impl Consumer {
                 message_id: message.id,
                 attempt: message.attempts,
                 prompt_number: message.prompt_number,
-                tool_name,
+                tool,
                 outcome,
             },
-            Err(e) => self.failed(message, tool_name, e),
+            Err(e) => self.failed(message, tool, e),
         })
     }
 
     /// The provider's context for a message: the session, the prompt, what was seen before.
-    async fn context(&mut self, message: &Claimed) -> Result<(SessionContext, String), StoreError> {
+    async fn context(&mut self, message: &Claimed) -> Result<(SessionContext, ToolLabel), StoreError> {
         let session_id = self.session_id;
         if self.session.is_none() || self.session.as_ref().is_some_and(|s| s.prompt_counter < message.prompt_number) {
             self.session = self.ctx.store.read(move |c| sessions::get(c, session_id)).await?;
@@ -276,11 +284,11 @@ impl Consumer {
             observations: Vec::new(),
             tool_uses: Vec::new(),
         };
-        let tool_name = match &message.payload {
+        let tool = match &message.payload {
             Payload::Observation(tool) => {
                 context.prompts.extend(session.current_prompt.clone());
                 context.observations = self.recent.iter().cloned().collect();
-                tool.tool_name.clone()
+                ToolLabel { name: tool.tool_name.clone(), subagent: tool.subagent.clone() }
             }
             Payload::Summarize(_) => {
                 let prompt_number = message.prompt_number;
@@ -294,13 +302,13 @@ impl Consumer {
                 context.prompts = prompts;
                 context.observations = observations;
                 context.tool_uses = tool_uses;
-                String::new()
+                ToolLabel::default()
             }
         };
-        Ok((context, tool_name))
+        Ok((context, tool))
     }
 
-    fn failed(&self, message: &Claimed, tool_name: String, error: ProviderError) -> Done {
+    fn failed(&self, message: &Claimed, tool: ToolLabel, error: ProviderError) -> Done {
         let settings = &self.ctx.settings;
         let now = settings.clock.now_ms();
         let out_of_attempts = message.attempts >= settings.max_attempts;
@@ -319,7 +327,7 @@ impl Consumer {
             message_id: message.id,
             attempt: message.attempts,
             prompt_number: message.prompt_number,
-            tool_name,
+            tool,
             outcome: Outcome::Failed { error: error.to_string(), retry_at },
         }
     }
@@ -363,7 +371,8 @@ impl Consumer {
                             project: project.clone(),
                             message_id: Some(done.message_id),
                             prompt_number: done.prompt_number,
-                            tool_name: done.tool_name.clone(),
+                            tool_name: done.tool.name.clone(),
+                            subagent: done.tool.subagent.clone(),
                             memory,
                             created_at: now,
                         }),
@@ -399,21 +408,23 @@ impl Consumer {
 struct DoneMessage {
     message_id: i64,
     prompt_number: i64,
-    tool_name: String,
+    tool: ToolLabel,
 }
 
 /// Commits one answer: the message's new state and, only if the claim is still current, its memory.
 fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result<(DoneMessage, Applied)> {
-    let Done { message_id, attempt, prompt_number, tool_name, outcome } = done;
+    let Done { message_id, attempt, mut prompt_number, tool, outcome } = done;
     let applied = match outcome {
         Outcome::Observed(observations) => {
-            if messages::complete(c, message_id, attempt, now)? {
+            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
+                prompt_number = filed_under;
                 let ids = memories::insert_observations(
                     c,
                     session_id,
                     message_id,
                     prompt_number,
-                    &tool_name,
+                    &tool.name,
+                    tool.subagent.as_deref(),
                     &observations,
                     now,
                 )?;
@@ -423,7 +434,8 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
             }
         }
         Outcome::Summarized(summary) => {
-            if messages::complete(c, message_id, attempt, now)? {
+            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
+                prompt_number = filed_under;
                 let id = memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?;
                 messages::drop_span_payloads(c, session_id, prompt_number)?;
                 Applied::Summary(id, summary)
@@ -435,5 +447,5 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
             Applied::Failure(messages::fail_attempt(c, message_id, attempt, &error, retry_at, now)?, error)
         }
     };
-    Ok((DoneMessage { message_id, prompt_number, tool_name }, applied))
+    Ok((DoneMessage { message_id, prompt_number, tool }, applied))
 }

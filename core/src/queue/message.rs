@@ -69,6 +69,12 @@ pub struct ToolUse {
     /// The agent's id for this tool call, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
+    /// The tool failed with this error (Claude Code's `PostToolUseFailure`, or an `is_error` result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The subagent that used the tool (its type, `Explore` say), when not the main agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subagent: Option<String>,
 }
 
 /// A request to summarize, after privacy stripping.

@@ -16,20 +16,21 @@ fn parse_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-/// Stores a message's observations (ordinal = position).
+/// Stores a message's observations (ordinal = position); `subagent` labels a subagent's tool use.
 pub fn insert_observations(
     conn: &Connection,
     session_id: i64,
     message_id: i64,
     prompt_number: i64,
     tool_name: &str,
+    subagent: Option<&str>,
     observations: &[NewObservation],
     now: i64,
 ) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO observations (session_id, message_id, ordinal, prompt_number, tool_name, type, title, subtitle,
-             facts, files_read, files_modified, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             facts, files_read, files_modified, created_at, subagent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut ids = Vec::with_capacity(observations.len());
     for (ordinal, o) in observations.iter().enumerate() {
@@ -45,7 +46,8 @@ pub fn insert_observations(
             json_list(&o.facts),
             json_list(&o.files_read),
             json_list(&o.files_modified),
-            now
+            now,
+            subagent
         ])?;
         ids.push(conn.last_insert_rowid());
     }
@@ -82,7 +84,7 @@ pub fn insert_summary(
 }
 
 const OBSERVATION_SELECT: &str = "SELECT o.id, o.session_id, s.project, o.message_id, o.prompt_number, o.tool_name,
-        o.type, o.title, o.subtitle, o.facts, o.files_read, o.files_modified, o.created_at
+        o.type, o.title, o.subtitle, o.facts, o.files_read, o.files_modified, o.created_at, o.subagent
      FROM observations o JOIN sessions s ON s.id = o.session_id";
 
 fn observation_from_row(r: &Row<'_>) -> rusqlite::Result<Observation> {
@@ -93,6 +95,7 @@ fn observation_from_row(r: &Row<'_>) -> rusqlite::Result<Observation> {
         message_id: r.get(3)?,
         prompt_number: r.get(4)?,
         tool_name: r.get(5)?,
+        subagent: r.get(13)?,
         memory: NewObservation {
             kind: r.get(6)?,
             title: r.get(7)?,

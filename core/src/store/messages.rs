@@ -46,6 +46,24 @@ pub fn enqueue(
     Ok(if n == 0 { Enqueued::Duplicate } else { Enqueued::New(conn.last_insert_rowid()) })
 }
 
+/// Files the session's message with this key (and the observations made from it) under `prompt_number`.
+/// True when it moved.
+pub fn refile(conn: &Connection, session_id: i64, idempotency_key: &str, prompt_number: i64) -> Result<bool> {
+    let moved: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE messages SET prompt_number = ?3
+             WHERE session_id = ?1 AND idempotency_key = ?2 AND prompt_number != ?3 RETURNING id",
+        )?
+        .query_row(params![session_id, idempotency_key, prompt_number], |r| r.get(0))
+        .optional()?;
+    let Some(id) = moved else { return Ok(false) };
+    conn.prepare_cached("UPDATE observations SET prompt_number = ?2 WHERE message_id = ?1")?
+        .execute(params![id, prompt_number])?;
+    conn.prepare_cached("UPDATE summaries SET prompt_number = ?2 WHERE message_id = ?1")?
+        .execute(params![id, prompt_number])?;
+    Ok(true)
+}
+
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim {
@@ -92,17 +110,19 @@ pub fn claim_next(conn: &Connection, session_id: i64, now: i64) -> Result<Claim>
 
 /// Marks a claimed message processed. A summarize's payload is dropped; an observation's tool use is kept for
 /// the summary of its span ([`span_tool_uses`]) until that summary is committed ([`drop_span_payloads`]) or
-/// retention prunes the row. False when the claim is no
-/// longer current (the message was retried, aborted or reset meanwhile): the caller must then store nothing.
-pub fn complete(conn: &Connection, id: i64, attempt: u32, now: i64) -> Result<bool> {
-    let n = conn
+/// retention prunes the row. Returns the prompt the message is filed under now (reconciliation may have moved
+/// it since the claim), or `None` when the claim is no longer current (the message was retried, aborted or
+/// reset meanwhile): the caller must then store nothing.
+pub fn complete(conn: &Connection, id: i64, attempt: u32, now: i64) -> Result<Option<i64>> {
+    Ok(conn
         .prepare_cached(
             "UPDATE messages SET status = 'processed', payload = CASE WHEN kind = 'observation' THEN payload END,
                  last_error = NULL, completed_at = ?3
-             WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+             WHERE id = ?1 AND status = 'processing' AND attempts = ?2
+             RETURNING prompt_number",
         )?
-        .execute(params![id, attempt, now])?;
-    Ok(n == 1)
+        .query_row(params![id, attempt, now], |r| r.get(0))
+        .optional()?)
 }
 
 /// Drops the tool uses of a summarized span (processed observation messages up to `prompt_number`): once
@@ -352,6 +372,8 @@ mod tests {
             tool_response: serde_json::json!({}),
             cwd: "/p".into(),
             tool_use_id: Some(id.into()),
+            error: None,
+            subagent: None,
         }
     }
 
@@ -363,11 +385,11 @@ mod tests {
         let Enqueued::New(id) = enqueue(conn, session_id, &payload, prompt, None, 1).unwrap() else { panic!() };
         if processed {
             let Claim::Message(claimed) = claim_next(conn, session_id, 1).unwrap() else { panic!() };
-            assert!(complete(conn, claimed.id, claimed.attempts, 2).unwrap());
+            assert!(complete(conn, claimed.id, claimed.attempts, 2).unwrap().is_some());
             match payload {
                 Payload::Observation(t) => {
                     let obs = NewObservation { title: t.tool_use_id.unwrap(), ..Default::default() };
-                    memories::insert_observations(conn, session_id, id, prompt, "Read", &[obs], 2).unwrap();
+                    memories::insert_observations(conn, session_id, id, prompt, "Read", None, &[obs], 2).unwrap();
                 }
                 Payload::Summarize(_) => {
                     memories::insert_summary(conn, session_id, id, prompt, &NewSummary::default(), 2).unwrap();

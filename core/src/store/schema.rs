@@ -105,7 +105,13 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     );
     "#,
-    // 3: full-text search over memory. Each kind has a view that presents its rows as (id, title, body)
+    // 3: a subagent's tool uses are labelled with it; how much of a session's transcript reconciliation has
+    // seen, so that start-up finds sessions continued while memtray was away.
+    r#"
+    ALTER TABLE observations ADD COLUMN subagent TEXT;
+    ALTER TABLE sessions ADD COLUMN transcript_seen INTEGER;
+    "#,
+    // 4: full-text search over memory. Each kind has a view that presents its rows as (id, title, body)
     // text (a JSON list of strings reads as its items joined by "; ") and an FTS5 index whose external
     // content is that view; triggers keep the index in step inside
     // the transaction that writes, deletes (cascades included) or edits a row, and the last statement

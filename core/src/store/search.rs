@@ -539,7 +539,7 @@ mod tests {
     fn migrating_indexes_the_rows_already_there() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        crate::store::schema::migrate_to(&mut conn, 2).unwrap();
+        crate::store::schema::migrate_to(&mut conn, crate::store::SCHEMA_VERSION - 1).unwrap();
         let s = session(&conn, "a", "ledger");
         conn.execute(
             "INSERT INTO observations (session_id, prompt_number, tool_name, type, title, facts, created_at)

@@ -134,6 +134,109 @@ pub fn record_prompt(
     Ok(PromptRecorded { prompt_number, duplicate: false })
 }
 
+/// The session's prompts that carry an idempotency key, as (key, number), and how many prompts have none
+/// (counted without a row, or recorded without a key).
+pub fn keyed_prompts(conn: &Connection, session_id: i64) -> Result<(Vec<(String, i64)>, i64)> {
+    let keyed: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT idempotency_key, prompt_number FROM user_prompts
+             WHERE session_id = ?1 AND idempotency_key IS NOT NULL ORDER BY prompt_number",
+        )?
+        .query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let counter: i64 = conn
+        .prepare_cached("SELECT prompt_counter FROM sessions WHERE id = ?1")?
+        .query_row([session_id], |r| r.get(0))?;
+    let unkeyed = (counter - keyed.len() as i64).max(0);
+    Ok((keyed, unkeyed))
+}
+
+/// Gives the session's prompts new numbers, `(old, new)` pairs, and moves everything filed under an old
+/// number (messages, observations, summaries) with them. Numbers pass through their negatives so that no
+/// two rows ever share one mid-way.
+pub fn renumber_prompts(conn: &Connection, session_id: i64, moves: &[(i64, i64)]) -> Result<()> {
+    const TABLES: [&str; 4] = ["user_prompts", "messages", "observations", "summaries"];
+    for table in TABLES {
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE {table} SET prompt_number = ?3 WHERE session_id = ?1 AND prompt_number = ?2"
+        ))?;
+        for &(old, new) in moves {
+            stmt.execute(params![session_id, old, -new])?;
+        }
+        conn.prepare_cached(&format!(
+            "UPDATE {table} SET prompt_number = -prompt_number WHERE session_id = ?1 AND prompt_number < 0"
+        ))?
+        .execute([session_id])?;
+    }
+    Ok(())
+}
+
+/// Stores a prompt memtray did not see when it was submitted, under its own number (`text: None`: private).
+/// The session's counter and current prompt follow when it is the newest.
+pub fn restore_prompt(
+    conn: &Connection,
+    session_id: i64,
+    prompt_number: i64,
+    text: Option<&str>,
+    idempotency_key: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO user_prompts (session_id, prompt_number, text, idempotency_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![session_id, prompt_number, text.unwrap_or(""), idempotency_key, now])?;
+    conn.prepare_cached(
+        "UPDATE sessions SET prompt_counter = ?2, current_prompt = ?3, prompt_private = ?4
+         WHERE id = ?1 AND prompt_counter < ?2",
+    )?
+    .execute(params![session_id, prompt_number, text, text.is_none()])?;
+    Ok(inserted > 0)
+}
+
+/// Remembers how many bytes of the session's transcript reconciliation has read.
+pub fn set_transcript_seen(conn: &Connection, session_id: i64, bytes: u64) -> Result<()> {
+    conn.prepare_cached("UPDATE sessions SET transcript_seen = ?2 WHERE id = ?1")?
+        .execute(params![session_id, bytes as i64])?;
+    Ok(())
+}
+
+/// A session whose transcript reconciliation may read at start.
+#[derive(Debug, Clone)]
+pub struct KnownTranscript {
+    /// The agent's session id.
+    pub agent_session_id: String,
+    /// The session's project.
+    pub project: String,
+    /// Where the transcript is.
+    pub path: String,
+    /// Whether the session is active.
+    pub active: bool,
+    /// Bytes of it reconciliation last read (`None`: never).
+    pub seen: Option<u64>,
+}
+
+/// Sessions with a known transcript that are active or were last active since `since` (ms).
+pub fn transcripts_since(conn: &Connection, since: i64) -> Result<Vec<KnownTranscript>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT agent_session_id, project, transcript_path, status = 'active', transcript_seen FROM sessions
+         WHERE transcript_path IS NOT NULL AND (status = 'active' OR last_activity_at >= ?1)",
+    )?;
+    let rows = stmt
+        .query_map([since], |r| {
+            Ok(KnownTranscript {
+                agent_session_id: r.get(0)?,
+                project: r.get(1)?,
+                path: r.get(2)?,
+                active: r.get(3)?,
+                seen: r.get::<_, Option<i64>>(4)?.map(|b| b as u64),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Records where the session's transcript is and how it started (values given replace stored ones).
 pub fn set_origin(
     conn: &Connection,
@@ -146,16 +249,6 @@ pub fn set_origin(
     )?
     .execute(params![session_id, transcript_path, source])?;
     Ok(())
-}
-
-/// Active sessions whose transcript is known: (agent session id, project, transcript path).
-pub fn active_transcripts(conn: &Connection) -> Result<Vec<(String, String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT agent_session_id, project, transcript_path FROM sessions
-         WHERE status = 'active' AND transcript_path IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    Ok(rows)
 }
 
 /// Marks a session completed. Returns false when there is no such session or it was already completed.

@@ -10,7 +10,8 @@ use serde_json::Value;
 pub struct HookEvent {
     /// The agent's session id.
     pub session_id: String,
-    /// `SessionStart`, `UserPromptSubmit`, `PostToolUse`, `Stop`, `SessionEnd`, ...
+    /// `SessionStart`, `UserPromptSubmit`, `PostToolUse`, `PostToolUseFailure`, `Stop`, `SubagentStop`,
+    /// `SessionEnd`, ...
     pub hook_event_name: String,
     /// The session's JSONL transcript.
     #[serde(default)]
@@ -27,18 +28,39 @@ pub struct HookEvent {
     /// Newer versions: the prompt's id.
     #[serde(default)]
     pub prompt_id: Option<String>,
-    /// `PostToolUse`: the tool.
+    /// Tool events: the tool.
     #[serde(default)]
     pub tool_name: Option<String>,
-    /// `PostToolUse`: its input.
+    /// Tool events: its input.
     #[serde(default)]
     pub tool_input: Value,
-    /// `PostToolUse`: its response.
+    /// `PostToolUse`: its response (a failure has none).
     #[serde(default)]
     pub tool_response: Value,
     /// `PostToolUse`: unique per tool call.
     #[serde(default)]
     pub tool_use_id: Option<String>,
+    /// `PostToolUseFailure`: what went wrong.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `PostToolUseFailure`: the user interrupted the tool.
+    #[serde(default)]
+    pub is_interrupt: Option<bool>,
+    /// Tool events: how long the tool ran.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// Events from inside a subagent: its id and type (`Explore`, `general-purpose`, …).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// See `agent_id`.
+    #[serde(default)]
+    pub agent_type: Option<String>,
+    /// `SubagentStop`: the subagent's own transcript.
+    #[serde(default)]
+    pub agent_transcript_path: Option<String>,
+    /// `Stop`, `SubagentStop`: the assistant's last text, which spares reading the transcript for it.
+    #[serde(default)]
+    pub last_assistant_message: Option<String>,
 }
 
 impl HookEvent {

@@ -1,6 +1,6 @@
 //! `memtray hook`: the command Claude Code runs for each hook event. Reads one event from stdin, hands it to
-//! the running server through the [`Client`], prints nothing, and is done within a hard budget whatever
-//! happens.
+//! the running server through the [`Client`] (only once the server proved it is this user's memtray),
+//! prints nothing, and is done within a hard budget whatever happens.
 //!
 //! When no server answers, the event goes straight into the database's hook inbox (safe beside a running
 //! server: SQLite orders the writers), and the server dispatches it on its next start.
@@ -13,6 +13,7 @@ use super::HookEvent;
 use crate::client::{Client, ClientError};
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
+use crate::secret::Secret;
 use crate::store::{self, inbox};
 
 /// The share of the budget the server gets; the rest is kept for the inbox fallback.
@@ -54,12 +55,28 @@ pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
     };
     let budget = deadline.saturating_duration_since(Instant::now()).mul_f64(SERVER_SHARE);
     let client = Client::with_timeout(config.port, budget.max(Duration::from_millis(10)));
-    match client.claude_code_hook(body.clone()).await {
+    // The event goes only to a server that proves it is this user's memtray; without a secret to check
+    // with (the state folder is not writable), it is kept in the inbox.
+    let delivered = match Secret::load_or_create(&paths.state_dir) {
+        Ok(secret) => {
+            let client = client.with_secret(secret);
+            match client.verify().await {
+                Ok(()) => client.claude_code_hook(body.clone()).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => {
+            log(&paths.state_dir, &format!("{e}; the event is kept in the inbox"));
+            Err(ClientError::NotRunning { port: config.port })
+        }
+    };
+    match delivered {
         Ok(()) => return Outcome::Delivered,
         Err(ClientError::Refused { status, code, .. }) => {
             log(&paths.state_dir, &format!("server refused {} event ({status} {code})", event.hook_event_name));
             return Outcome::Failed;
         }
+        Err(e @ ClientError::Foreign { .. }) => log(&paths.state_dir, &format!("{e}; the event is kept in the inbox")),
         // Storage unavailable, shutting down, or no answer: keep it ourselves.
         Err(_) => {}
     }

@@ -17,7 +17,7 @@ use crate::project;
 use crate::queue::message::{SummaryRequest, ToolUse};
 
 pub use event::HookEvent;
-use reconcile::{read_transcript, reconcile};
+use reconcile::{Reader, read_transcript, reconcile};
 
 /// Acts on one hook event. `replay_key` (inbox replays) makes events without a natural key idempotent.
 pub async fn dispatch(intake: &Intake, event: HookEvent, replay_key: Option<&str>) -> Result<()> {
@@ -32,38 +32,58 @@ pub async fn dispatch(intake: &Intake, event: HookEvent, replay_key: Option<&str
             let key = natural_key("prompt", agent, event.prompt_id.as_deref()).or(replay_key.map(String::from));
             intake.init_session(agent, &project, Some(event.prompt.as_deref().unwrap_or_default()), key).await?;
         }
-        "PostToolUse" => {
+        "PostToolUse" | "PostToolUseFailure" => {
+            let failed = event.hook_event_name == "PostToolUseFailure";
             let Some(tool_name) = event.tool_name.filter(|t| !t.is_empty()) else {
-                tracing::debug!(session = agent, "PostToolUse without tool_name ignored");
+                tracing::debug!(session = agent, "tool event without tool_name ignored");
                 return Ok(());
             };
+            let error = failed.then(|| match (event.error, event.is_interrupt) {
+                (Some(error), _) if !error.trim().is_empty() => error,
+                (_, Some(true)) => "interrupted by the user".to_string(),
+                _ => "the tool failed".to_string(),
+            });
             let tool = ToolUse {
                 tool_name,
                 tool_input: event.tool_input,
-                tool_response: event.tool_response,
+                tool_response: if failed { serde_json::Value::Null } else { event.tool_response },
                 cwd: event.cwd,
                 tool_use_id: event.tool_use_id.filter(|t| !t.is_empty()),
+                error,
+                subagent: event.agent_type.or(event.agent_id).filter(|a| !a.is_empty()),
             };
             let key = if tool.tool_use_id.is_none() { replay_key.map(String::from) } else { None };
             intake.queue_observation(agent, &project, tool, key).await?;
         }
         "Stop" => {
             let transcript = read_transcript(event.transcript_path.clone()).await;
-            reconcile(intake, agent, &project, &event.cwd, &transcript).await?;
+            reconcile(intake, agent, &project, &event.cwd, &transcript, Reader::Session).await?;
             let request = SummaryRequest {
                 last_user_message: transcript.last_user_message.unwrap_or_default(),
-                last_assistant_message: transcript.last_assistant_message.unwrap_or_default(),
+                last_assistant_message: event
+                    .last_assistant_message
+                    .filter(|m| !m.trim().is_empty())
+                    .or(transcript.last_assistant_message)
+                    .unwrap_or_default(),
             };
             // A Stop delivered twice (retries, inbox and live) is one summary: keyed by the prompt when Claude
-            // Code names it, else by what the agent last said.
+            // Code names it, else by what the agent last said (the same on both paths), else by the replay.
+            let said = &request.last_assistant_message;
             let key = natural_key("stop", agent, event.prompt_id.as_deref())
+                .or_else(|| (!said.is_empty()).then(|| format!("stop:{agent}:{:016x}", fnv1a(said.as_bytes()))))
                 .or(replay_key.map(String::from))
-                .unwrap_or_else(|| format!("stop:{agent}:{:016x}", fnv1a(request.last_assistant_message.as_bytes())));
+                .unwrap_or_else(|| format!("stop:{agent}:{:016x}", fnv1a(b"")));
             intake.queue_summarize(agent, &project, request, Some(key)).await?;
+        }
+        "SubagentStop" => {
+            let kind = event.agent_type.or(event.agent_id).filter(|a| !a.is_empty());
+            let kind = kind.as_deref().unwrap_or("subagent");
+            let transcript = read_transcript(event.agent_transcript_path.clone()).await;
+            reconcile(intake, agent, &project, &event.cwd, &transcript, Reader::Subagent(kind)).await?;
         }
         "SessionEnd" => {
             let transcript = read_transcript(event.transcript_path.clone()).await;
-            reconcile(intake, agent, &project, &event.cwd, &transcript).await?;
+            reconcile(intake, agent, &project, &event.cwd, &transcript, Reader::Session).await?;
             intake.complete_session(agent).await?;
         }
         other => tracing::debug!(event = other, "hook event ignored"),

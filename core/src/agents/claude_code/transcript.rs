@@ -1,13 +1,14 @@
 //! Reader for Claude Code transcripts, the JSONL file named by a hook event's `transcript_path`.
 //!
 //! The file is streamed line by line and only what memtray needs is kept: the last words of the user, the last
-//! text of the assistant, and every tool use paired with its result. Malformed lines are counted and skipped;
-//! entry types other than `user` and `assistant` are ignored.
+//! text of the assistant, the prompts (by `promptId`, each with its words and how its turn ended), and every
+//! tool use paired with its result and the prompt it followed. Malformed lines are counted and skipped; entry
+//! types other than `user` and `assistant` (`queue-operation`, `attachment`, `last-prompt`, `mode`, …) are
+//! ignored.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,16 @@ pub struct Transcript {
     pub last_assistant_message: Option<String>,
     /// Every tool use, in transcript order, each with its result when one was found.
     pub tool_uses: Vec<TranscriptToolUse>,
+    /// The prompts, in the order they were first written; empty for transcripts without `promptId` (older
+    /// versions of Claude Code).
+    pub prompts: Vec<TranscriptPrompt>,
     /// Lines that could not be read: not valid UTF-8, not JSON, or a `user` / `assistant` entry of the wrong shape.
     /// A read error ends the reading and counts as one more.
     pub skipped_lines: usize,
+    /// The session's working directory, as its latest entry says.
+    pub cwd: Option<String>,
+    /// Bytes read.
+    pub bytes: u64,
 }
 
 /// One `tool_use` block of an assistant entry and the `tool_result` that answered it.
@@ -45,6 +53,21 @@ pub struct TranscriptToolUse {
     pub response: Option<Value>,
     /// Whether the result was flagged `is_error`.
     pub is_error: bool,
+    /// The prompt it followed: an index into [`Transcript::prompts`].
+    pub prompt: Option<usize>,
+}
+
+/// One prompt of the user and its turn, as the transcript tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptPrompt {
+    /// Claude Code's `promptId`, the same as the hook events' `prompt_id`.
+    pub id: String,
+    /// The user's words (`None` when the entries of this prompt hold none, say a slash command).
+    pub text: Option<String>,
+    /// The assistant's last text in this turn.
+    pub last_assistant_message: Option<String>,
+    /// The turn ended: an assistant message of it stopped for another reason than a tool use.
+    pub ended: bool,
 }
 
 /// Why a transcript could not be read at all.
@@ -61,18 +84,33 @@ pub enum TranscriptError {
     },
 }
 
-/// Reads the transcript at `path`, streaming it line by line.
+/// The most of a transcript that is read: a session's file past this is read up to here.
+pub const MAX_BYTES: u64 = 256 << 20;
+/// The longest line kept; a longer one (a tool result of a huge file, or no line breaks at all) is skipped.
+pub const MAX_LINE: usize = 32 << 20;
+
+/// Reads the transcript at `path`, streaming it line by line. Only a regular file is read (not a FIFO, a
+/// device such as `/dev/zero`, or a directory), opened without blocking, at most [`MAX_BYTES`] of it, each
+/// line at most [`MAX_LINE`] long.
 ///
 /// # Errors
-/// [`TranscriptError::Open`] when the file cannot be opened; once it is open, bad lines are only counted.
+/// [`TranscriptError::Open`] when the file cannot be opened or is not a regular file; once it is open, bad
+/// lines are only counted.
 pub fn read(path: &Path) -> Result<Transcript, TranscriptError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let open_error = |source| TranscriptError::Open { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(open_error)?;
-    // Opening a directory succeeds on Unix; reading it would not.
-    if file.metadata().map_err(open_error)?.is_dir() {
-        return Err(open_error(io::Error::new(io::ErrorKind::IsADirectory, "is a directory")));
+    // Without O_NONBLOCK, opening a FIFO nobody writes to waits forever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(open_error)?;
+    if !file.metadata().map_err(open_error)?.is_file() {
+        return Err(open_error(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
     }
-    Ok(read_from(BufReader::new(file)))
+    Ok(read_from(BufReader::new(file.take(MAX_BYTES))))
 }
 
 /// Reads a transcript from any buffered reader, one line at a time into a reused buffer.
@@ -81,17 +119,53 @@ pub fn read_from(mut reader: impl BufRead) -> Transcript {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => builder.line(&line),
+        match read_line(&mut reader, &mut line) {
+            Ok((0, _)) => break,
+            Ok((n, fits)) => {
+                builder.transcript.bytes += n as u64;
+                if fits {
+                    builder.line(&line);
+                } else {
+                    builder.transcript.skipped_lines += 1;
+                }
+            }
             Err(_) => {
-                // `read_until` already retries `Interrupted`; anything else would likely repeat forever.
+                // `fill_buf` already retries `Interrupted`; anything else would likely repeat forever.
                 builder.transcript.skipped_lines += 1;
                 break;
             }
         }
     }
     builder.transcript
+}
+
+/// Reads up to and including the next `\n` into `line`, keeping at most [`MAX_LINE`] bytes: returns the
+/// bytes consumed and whether the line fit (a line that did not is consumed and left out).
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+    let (mut consumed, mut fits) = (0, true);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((consumed, fits));
+        }
+        let (chunk, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        if fits && line.len() + chunk.len() > MAX_LINE {
+            fits = false;
+            line.clear();
+        }
+        if fits {
+            line.extend_from_slice(chunk);
+        }
+        let n = chunk.len();
+        reader.consume(n);
+        consumed += n;
+        if ends {
+            return Ok((consumed, fits));
+        }
+    }
 }
 
 /// Text that Claude Code puts in user entries on its own: a user text starting with one of these is not the user's.
@@ -123,6 +197,11 @@ struct Entry {
     /// The "This session is being continued…" entry written by `/compact`.
     #[serde(rename = "isCompactSummary", default)]
     is_compact_summary: bool,
+    #[serde(default)]
+    cwd: Option<String>,
+    /// User entries of newer versions: the prompt this entry belongs to.
+    #[serde(rename = "promptId", default)]
+    prompt_id: Option<String>,
     message: Option<Message>,
     #[serde(rename = "toolUseResult")]
     tool_use_result: Option<Value>,
@@ -137,7 +216,13 @@ struct Kind {
 
 #[derive(Deserialize)]
 struct Message {
+    /// Assistant messages: one API message is written as one line per content block, all with this id.
+    #[serde(default)]
+    id: Option<String>,
     content: Option<Content>,
+    /// Assistant messages: `tool_use`, `end_turn`, `max_tokens`, … (the same on every line of a message).
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +270,12 @@ struct Slot {
 struct Builder {
     transcript: Transcript,
     by_id: HashMap<String, Slot>,
+    /// Where each `promptId` sits in `prompts`.
+    prompt_index: HashMap<String, usize>,
+    /// The prompt the latest user entry belonged to.
+    current_prompt: Option<usize>,
+    /// The API message the last assistant text came from, so that its later blocks add to that text.
+    last_text_message: Option<String>,
 }
 
 impl Builder {
@@ -216,26 +307,72 @@ impl Builder {
             "assistant" => false,
             _ => return,
         };
-        let Some(content) = entry.message.and_then(|message| message.content) else { return };
+        if let Some(cwd) = entry.cwd.filter(|cwd| !cwd.is_empty()) {
+            self.transcript.cwd = Some(cwd);
+        }
+        let own = !(entry.is_meta || entry.is_sidechain || entry.is_compact_summary);
+        if is_user
+            && own
+            && let Some(id) = entry.prompt_id.filter(|id| !id.is_empty())
+        {
+            self.enter_prompt(id);
+        }
+        let Some(message) = entry.message else { return };
+        let Some(content) = message.content else { return };
         let texts = match content {
             Content::Text(text) => vec![text],
             Content::Blocks(blocks) => self.blocks(blocks, entry.tool_use_result),
             Content::Other(_) => return,
         };
-        if entry.is_meta || entry.is_sidechain || entry.is_compact_summary {
+        if !own {
             return;
         }
+        let prompt = self.current_prompt.map(|i| &mut self.transcript.prompts[i]);
         if is_user {
             let words: Vec<String> = texts.iter().filter_map(|text| user_words(text)).collect();
             if !words.is_empty() {
-                self.transcript.last_user_message = Some(words.join("\n"));
+                let words = words.join("\n");
+                if let Some(prompt) = prompt.filter(|p| p.text.is_none()) {
+                    prompt.text = Some(words.clone());
+                }
+                self.transcript.last_user_message = Some(words);
             }
         } else {
             let said: Vec<&str> = texts.iter().map(String::as_str).filter(|text| !text.trim().is_empty()).collect();
-            if !said.is_empty() {
-                self.transcript.last_assistant_message = Some(said.join("\n"));
+            let mut said = (!said.is_empty()).then(|| said.join("\n"));
+            if let Some(text) = &mut said {
+                let same_message = message.id.is_some() && message.id == self.last_text_message;
+                if same_message && let Some(earlier) = &self.transcript.last_assistant_message {
+                    *text = format!("{earlier}\n{text}");
+                }
+                self.last_text_message = message.id.clone();
+            }
+            if let Some(prompt) = prompt {
+                if said.is_some() {
+                    prompt.last_assistant_message.clone_from(&said);
+                }
+                prompt.ended |= message.stop_reason.as_deref().is_some_and(|reason| reason != "tool_use");
+            }
+            if said.is_some() {
+                self.transcript.last_assistant_message = said;
             }
         }
+    }
+
+    /// A user entry of prompt `id`: a new prompt on its first sight, else back to it (a resumed session
+    /// repeats its history).
+    fn enter_prompt(&mut self, id: String) {
+        let next = self.transcript.prompts.len();
+        let index = *self.prompt_index.entry(id.clone()).or_insert(next);
+        if index == next {
+            self.transcript.prompts.push(TranscriptPrompt {
+                id,
+                text: None,
+                last_assistant_message: None,
+                ended: false,
+            });
+        }
+        self.current_prompt = Some(index);
     }
 
     /// Records the tool blocks and returns the texts.
@@ -269,7 +406,8 @@ impl Builder {
                 }
             }
         }
-        self.transcript.tool_uses.push(TranscriptToolUse { id, name, input, response: None, is_error: false });
+        let prompt = self.current_prompt;
+        self.transcript.tool_uses.push(TranscriptToolUse { id, name, input, response: None, is_error: false, prompt });
     }
 
     /// Pairs a result with its tool use; the first result of a tool use wins, results of unknown uses are dropped.
@@ -453,7 +591,7 @@ mod tests {
     #[test]
     fn an_empty_transcript_has_nothing() {
         assert_eq!(parse(""), Transcript::default());
-        assert_eq!(parse("\n\n  \r\n"), Transcript::default());
+        assert_eq!(parse("\n\n  \r\n"), Transcript { bytes: 6, ..Transcript::default() });
     }
 
     #[test]
@@ -704,6 +842,74 @@ mod tests {
         assert_eq!(transcript.tool_uses[0].response, Some(json!("first")));
     }
 
+    /// A run of Claude Code 2.1 as it writes it: queue operations and attachments around the entries, user
+    /// entries with their `promptId`, one line per content block of an API message, `last-prompt` and `mode`
+    /// at the end, and a second run (`--continue`) appended to the same file.
+    fn two_runs() -> String {
+        let user = |prompt: &str, content: Value| {
+            json!({"type": "user", "promptId": prompt, "cwd": "/work/repo", "message": {"role": "user", "content": content}})
+                .to_string()
+        };
+        let block = |id: &str, stop: &str, content: Value| {
+            json!({"type": "assistant", "message": {"id": id, "role": "assistant", "stop_reason": stop, "content": [content]}})
+                .to_string()
+        };
+        let result = |prompt: &str, id: &str, content: &str, error: bool| {
+            json!({"type": "user", "promptId": prompt, "message": {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": id, "content": content, "is_error": error}]},
+                "toolUseResult": if error { json!(format!("Error: {content}")) } else { json!({"stdout": content}) }})
+            .to_string()
+        };
+        lines(&[
+            json!({"type": "queue-operation", "operation": "enqueue", "content": "Fix it"}).to_string(),
+            user("p1", json!("Fix it")),
+            json!({"type": "attachment", "attachment": {"type": "skill_listing"}}).to_string(),
+            block("msg_1", "tool_use", json!({"type": "text", "text": "Looking."})),
+            block(
+                "msg_1",
+                "tool_use",
+                json!({"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}),
+            ),
+            block(
+                "msg_1",
+                "tool_use",
+                json!({"type": "tool_use", "id": "t2", "name": "Bash", "input": {"command": "false"}}),
+            ),
+            result("p1", "t1", "a b", false),
+            result("p1", "t2", "Exit code 1", true),
+            block("msg_2", "end_turn", json!({"type": "text", "text": "Part one."})),
+            block("msg_2", "end_turn", json!({"type": "text", "text": "Part two."})),
+            json!({"type": "last-prompt", "lastPrompt": "Fix it"}).to_string(),
+            user("p2", json!([{"type": "text", "text": "And now?"}])),
+            block("msg_3", "tool_use", json!({"type": "tool_use", "id": "t3", "name": "Read", "input": {}})),
+            json!({"type": "mode", "mode": "default"}).to_string(),
+        ])
+    }
+
+    #[test]
+    fn prompts_turns_and_split_messages_of_claude_code_2_1() {
+        let transcript = parse(&two_runs());
+        assert_eq!(transcript.skipped_lines, 0);
+        assert_eq!(transcript.cwd.as_deref(), Some("/work/repo"));
+        let prompts: Vec<(&str, Option<&str>, Option<&str>, bool)> = transcript
+            .prompts
+            .iter()
+            .map(|p| (p.id.as_str(), p.text.as_deref(), p.last_assistant_message.as_deref(), p.ended))
+            .collect();
+        assert_eq!(
+            prompts,
+            [("p1", Some("Fix it"), Some("Part one.\nPart two."), true), ("p2", Some("And now?"), None, false)]
+        );
+        let uses: Vec<(&str, Option<usize>, bool)> =
+            transcript.tool_uses.iter().map(|t| (t.id.as_str(), t.prompt, t.is_error)).collect();
+        assert_eq!(uses, [("t1", Some(0), false), ("t2", Some(0), true), ("t3", Some(1), false)]);
+        assert_eq!(transcript.tool_uses[1].response, Some(json!("Error: Exit code 1")));
+        assert_eq!(transcript.tool_uses[2].response, None, "a PostToolUse can fire before its result is written");
+        assert_eq!(transcript.last_assistant_message.as_deref(), Some("Part one.\nPart two."));
+        assert_eq!(transcript.last_user_message.as_deref(), Some("And now?"));
+        assert_eq!(transcript.bytes, two_runs().len() as u64);
+    }
+
     #[test]
     fn tool_blocks_in_meta_and_sidechain_entries_still_count() {
         let text = [
@@ -840,6 +1046,30 @@ mod tests {
             assert_eq!(response["stdout"].as_str().map(str::len), Some(1024));
         }
         assert_eq!(transcript.last_user_message, None);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // No writer: a blocking open would never return.
+        let err = read(&fifo).unwrap_err();
+        assert!(err.to_string().contains("fifo"), "{err}");
+        assert!(read(Path::new("/dev/zero")).is_err(), "a device is not a transcript");
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read(&link).is_err(), "nor a link to one");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_skipped_and_reading_goes_on() {
+        let long = "x".repeat(MAX_LINE + 1);
+        let text = lines(&[tool_use("toolu_a", "Read"), long, tool_result("toolu_a", json!("ok"))]);
+        let transcript = parse(&text);
+        assert_eq!(transcript.skipped_lines, 1);
+        assert_eq!(transcript.tool_uses[0].response, Some(json!("ok")));
+        assert_eq!(transcript.bytes, text.len() as u64);
     }
 
     #[test]

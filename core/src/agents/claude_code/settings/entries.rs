@@ -10,35 +10,51 @@ use serde_json::{Map, Value, json};
 use super::shell::{shell_quote, shell_word};
 use super::{EVENTS, HookMode};
 
-/// The only event of [`EVENTS`] that takes a tool `matcher`; memtray matches every tool.
-const TOOL_EVENT: &str = "PostToolUse";
+/// The events of [`EVENTS`] that take a tool `matcher`; memtray matches every tool.
+const TOOL_EVENTS: &[&str] = &["PostToolUse", "PostToolUseFailure"];
+/// The events the http mode still installs as command hooks: `SessionStart`, which Claude Code runs only
+/// `command` (and `mcp_tool`) hooks for, and `SessionEnd`, so that a session's end reaches memtray's inbox
+/// even while memtray is down (what happened in between is filled in from the transcript).
+const SESSION_EVENTS: &[&str] = &["SessionStart", "SessionEnd"];
 /// The daemon's Claude Code intake path.
 const HTTP_PATH: &str = "/hooks/claude-code";
 /// Seconds Claude Code waits for the daemon: it answers at once, and a failure never blocks Claude Code.
 const HTTP_TIMEOUT_SECS: u64 = 2;
-/// Seconds Claude Code gives `memtray hook` (which runs asynchronously anyway).
+/// Seconds Claude Code gives `memtray hook`, which bounds itself by `hook_budget_ms` well within this.
 const COMMAND_TIMEOUT_SECS: u64 = 5;
 
 impl HookMode {
-    /// The hook object memtray installs for this mode.
-    pub(super) fn hook(&self) -> Value {
+    /// The hook object memtray installs under `event` in this mode. Command hooks are synchronous: Claude
+    /// Code kills `async` hooks still running when a `-p` run ends, and their events are lost.
+    pub(super) fn hook_for(&self, event: &str) -> Value {
         match self {
-            HookMode::Http { port } => json!({
-                "type": "http",
-                "url": format!("http://127.0.0.1:{port}{HTTP_PATH}"),
-                "timeout": HTTP_TIMEOUT_SECS,
-            }),
-            HookMode::Command { program } => {
-                let program = std::path::absolute(program).unwrap_or_else(|_| program.clone());
-                json!({
-                    "type": "command",
-                    "command": format!("{} hook", shell_quote(&program.to_string_lossy())),
-                    "timeout": COMMAND_TIMEOUT_SECS,
-                    "async": true,
-                })
+            HookMode::Http { port, program, secret } => {
+                if SESSION_EVENTS.contains(&event) {
+                    return command_hook(program);
+                }
+                let mut hook = json!({
+                    "type": "http",
+                    "url": format!("http://127.0.0.1:{port}{HTTP_PATH}"),
+                    "timeout": HTTP_TIMEOUT_SECS,
+                });
+                if let Some(secret) = secret {
+                    hook["headers"] = json!({ "X-Memtray-Token": secret });
+                }
+                hook
             }
+            HookMode::Command { program } => command_hook(program),
         }
     }
+}
+
+/// `<program> hook`, with the program made absolute (Claude Code runs hooks from the project's directory).
+fn command_hook(program: &Path) -> Value {
+    let program = std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf());
+    json!({
+        "type": "command",
+        "command": format!("{} hook", shell_quote(&program.to_string_lossy())),
+        "timeout": COMMAND_TIMEOUT_SECS,
+    })
 }
 
 /// The settings JSON has a shape memtray will not edit; becomes
@@ -54,20 +70,25 @@ fn hooks_of(root: &mut Map<String, Value>) -> Result<Option<&mut Map<String, Val
     }
 }
 
-/// Puts `hook` under every event of [`EVENTS`], replacing memtray's previous hooks anywhere under `hooks`.
-pub(super) fn install_into(root: &mut Map<String, Value>, hook: &Value) -> Result<(), BadShape> {
-    // A hook equal to the one being installed is memtray's even if its program is not called `memtray`.
-    let is_ours = |h: &Value| h == hook || is_memtray_hook(h);
+/// Puts `mode`'s hook under every event of [`EVENTS`], replacing memtray's previous hooks anywhere under
+/// `hooks` (older installs' `async` hooks among them).
+pub(super) fn install_into(root: &mut Map<String, Value>, mode: &HookMode) -> Result<(), BadShape> {
+    let installing: Vec<(&str, Value)> = EVENTS.iter().map(|&event| (event, mode.hook_for(event))).collect();
+    // A hook equal to one being installed is memtray's even if its program is not called `memtray`.
+    let is_ours = |h: &Value| installing.iter().any(|(_, hook)| h == hook) || is_memtray_hook(h);
     if !root.contains_key("hooks") {
         root.insert("hooks".to_owned(), Value::Object(Map::new()));
     }
     let hooks = hooks_of(root)?.ok_or(BadShape)?;
     // Memtray's hooks under events it no longer installs go.
     remove_from_events(hooks, |event| !EVENTS.contains(&event), is_ours);
-    for &event in EVENTS {
-        let group =
-            if event == TOOL_EVENT { json!({"matcher": "*", "hooks": [hook]}) } else { json!({"hooks": [hook]}) };
-        match hooks.get_mut(event) {
+    for (event, hook) in &installing {
+        let group = if TOOL_EVENTS.contains(event) {
+            json!({"matcher": "*", "hooks": [hook]})
+        } else {
+            json!({"hooks": [hook]})
+        };
+        match hooks.get_mut(*event) {
             Some(Value::Array(groups)) => {
                 let ours = groups.iter().flat_map(group_hooks).filter(|h| is_ours(h)).count();
                 if ours == 1 && groups.contains(&group) {
@@ -78,7 +99,7 @@ pub(super) fn install_into(root: &mut Map<String, Value>, hook: &Value) -> Resul
             }
             Some(_) => return Err(BadShape),
             None => {
-                hooks.insert(event.to_owned(), Value::Array(vec![group]));
+                hooks.insert((*event).to_owned(), Value::Array(vec![group]));
             }
         }
     }
@@ -190,7 +211,16 @@ mod tests {
         }
         assert_eq!(
             keys(&settings["hooks"]),
-            ["PostToolUse", "Stop", "PreToolUse", "SessionStart", "UserPromptSubmit", "SessionEnd"]
+            [
+                "PostToolUse",
+                "Stop",
+                "PreToolUse",
+                "SessionStart",
+                "UserPromptSubmit",
+                "PostToolUseFailure",
+                "SubagentStop",
+                "SessionEnd"
+            ]
         );
         let post = settings["hooks"]["PostToolUse"].as_array().unwrap();
         assert_eq!(post.len(), 2);
@@ -238,9 +268,8 @@ mod tests {
         let change = install(&path, &HookMode::Command { program }, false).unwrap();
         assert!(change.changed);
         let settings = read_json(&path);
-        let expected = json!({
-            "type": "command", "command": "'/opt/my tools/memtray' hook", "timeout": 5, "async": true
-        });
+        // Synchronous: Claude Code kills async hooks still running when a `-p` run ends.
+        let expected = json!({"type": "command", "command": "'/opt/my tools/memtray' hook", "timeout": 5});
         for event in EVENTS {
             assert_eq!(memtray_hooks(&settings, event), std::slice::from_ref(&expected), "{event}");
         }
@@ -254,7 +283,8 @@ mod tests {
         for event in EVENTS {
             let hooks = memtray_hooks(&settings, event);
             assert_eq!(hooks.len(), 1, "{event}");
-            assert_eq!(hooks[0]["type"], "http");
+            let command = ["SessionStart", "SessionEnd"].contains(event);
+            assert_eq!(hooks[0]["type"], if command { "command" } else { "http" }, "{event}");
         }
     }
 
@@ -361,8 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn an_older_install_is_migrated_and_other_hooks_stay() {
+        // What memtray installed before: async command hooks under five events, SessionStart among them.
+        let old_hook = json!({"type": "command", "command": "/usr/bin/memtray hook", "timeout": 5, "async": true});
+        let mut hooks = serde_json::Map::new();
+        for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"] {
+            hooks.insert(event.into(), json!([{"hooks": [old_hook.clone()]}]));
+        }
+        hooks.insert("Stop".into(), json!([{"hooks": [{"type": "command", "command": "notify-send done"}, old_hook]}]));
+        let (_dir, path) = settings_file(&json!({"hooks": hooks}).to_string());
+
+        let mode = HookMode::Command { program: "/usr/bin/memtray".into() };
+        assert!(install(&path, &mode, false).unwrap().changed);
+        let settings = read_json(&path);
+        let expected = json!({"type": "command", "command": "/usr/bin/memtray hook", "timeout": 5});
+        for event in EVENTS {
+            assert_eq!(memtray_hooks(&settings, event), std::slice::from_ref(&expected), "{event}");
+        }
+        let stop = settings["hooks"]["Stop"].as_array().unwrap();
+        assert_eq!(stop[0]["hooks"], json!([{"type": "command", "command": "notify-send done"}]), "kept");
+        assert!(!install(&path, &mode, false).unwrap().changed, "a second run changes nothing");
+    }
+
+    #[test]
     fn relative_programs_become_absolute_and_any_program_name_is_idempotent() {
-        let hook = HookMode::Command { program: "target/debug/memtray".into() }.hook();
+        let hook = HookMode::Command { program: "target/debug/memtray".into() }.hook_for("Stop");
         let command = hook["command"].as_str().unwrap();
         assert!(command.starts_with('/') || command.starts_with('\''), "{command}");
         assert!(Path::new(&shell_word(command.strip_suffix(" hook").unwrap()).unwrap()).is_absolute());

@@ -18,15 +18,15 @@ const BACKUP_SUFFIX: &str = ".bak-memtray";
 /// A settings file as read from disk.
 pub(super) struct Loaded {
     /// The file to replace: `path` with symlinks resolved.
-    target: PathBuf,
+    pub(super) target: PathBuf,
     /// The file's bytes, `None` when it does not exist.
-    bytes: Option<Vec<u8>>,
+    pub(super) bytes: Option<Vec<u8>>,
     /// The file's text (empty when missing).
     pub(super) text: String,
     /// The parsed top level.
     pub(super) root: Map<String, Value>,
     /// The file's permissions, kept by the new file and the backup.
-    permissions: Option<Permissions>,
+    pub(super) permissions: Option<Permissions>,
 }
 
 /// Reads and parses the settings file; a missing file or one holding only whitespace reads as `{}`.

@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::HookMode;
 use super::entries::{group_hooks, is_memtray_hook};
 
-/// The http mode on `port`.
+/// The http mode on `port`, with `/usr/bin/memtray` for `SessionStart`.
 pub(super) fn http(port: u16) -> HookMode {
-    HookMode::Http { port }
+    HookMode::Http { port, program: "/usr/bin/memtray".into(), secret: None }
 }
 
 /// The JSON value of the file at `path`.

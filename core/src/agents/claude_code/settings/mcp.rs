@@ -37,7 +37,7 @@ pub fn project_config(dir: &Path) -> PathBuf {
 pub fn install(path: &Path, program: &Path, dry_run: bool) -> Result<Change, SettingsError> {
     let program = std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf());
     let entry = json!({"type": "stdio", "command": program.to_string_lossy(), "args": ["mcp"]});
-    edit(path, dry_run, |root| install_into(root, entry)).map_err(|e| shape_error(e, path))
+    edit(path, dry_run, false, |root| install_into(root, entry)).map_err(|e| shape_error(e, path))
 }
 
 /// Removes the `memtray` entry from `mcpServers` in the file at `path`, and `mcpServers` itself when that
@@ -46,7 +46,7 @@ pub fn install(path: &Path, program: &Path, dry_run: bool) -> Result<Change, Set
 /// # Errors
 /// As for [`install`].
 pub fn uninstall(path: &Path, dry_run: bool) -> Result<Change, SettingsError> {
-    edit(path, dry_run, uninstall_from).map_err(|e| shape_error(e, path))
+    edit(path, dry_run, false, uninstall_from).map_err(|e| shape_error(e, path))
 }
 
 fn install_into(root: &mut Map<String, Value>, entry: Value) -> Result<(), BadShape> {

@@ -22,17 +22,26 @@ use entries::{BadShape, install_into, uninstall_from};
 use file::{load, save};
 
 /// The Claude Code events memtray hooks into, in the order they are added to a settings file.
-pub const EVENTS: &[&str] = &["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"];
+pub const EVENTS: &[&str] =
+    &["SessionStart", "UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "SubagentStop", "Stop", "SessionEnd"];
 
 /// How Claude Code should deliver hook events to memtray.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookMode {
-    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`.
+    /// Claude Code POSTs each event to the running daemon on `127.0.0.1:<port>`; `SessionStart` (which Claude
+    /// Code runs only command hooks for) and `SessionEnd` (so that it is kept while memtray is down) run
+    /// `<program> hook`.
     Http {
         /// The daemon's listening port.
         port: u16,
+        /// The memtray binary, for the session events (made absolute as for `Command`).
+        program: PathBuf,
+        /// This user's secret, sent by the http hooks in the `X-Memtray-Token` header (so that a server set
+        /// to `intake_requires_secret` takes them); the settings file is then kept 0600.
+        secret: Option<String>,
     },
-    /// Claude Code runs `<program> hook`, asynchronously, with the event on stdin.
+    /// Claude Code runs `<program> hook` with the event on stdin and waits for it (it answers within
+    /// `hook_budget_ms`).
     Command {
         /// The memtray binary. A relative path is made absolute against the current directory, because
         /// Claude Code runs hooks from the project's directory.
@@ -115,9 +124,12 @@ pub struct Change {
 /// # Errors
 /// [`SettingsError`] when the file cannot be read, is not valid JSON, is not shaped like settings, or cannot be
 /// written; the file is then unchanged.
+///
+/// When the http hooks carry this user's secret (see [`HookMode::Http`]), the file (and its backup) is made
+/// readable by its owner alone.
 pub fn install(path: &Path, mode: &HookMode, dry_run: bool) -> Result<Change, SettingsError> {
-    let hook = mode.hook();
-    edit(path, dry_run, |root| install_into(root, &hook))
+    let holds_secret = matches!(mode, HookMode::Http { secret: Some(_), .. });
+    edit(path, dry_run, holds_secret, |root| install_into(root, mode))
 }
 
 /// Removes exactly memtray's hooks from the settings file at `path`.
@@ -129,7 +141,7 @@ pub fn install(path: &Path, mode: &HookMode, dry_run: bool) -> Result<Change, Se
 /// # Errors
 /// As for [`install`].
 pub fn uninstall(path: &Path, dry_run: bool) -> Result<Change, SettingsError> {
-    edit(path, dry_run, uninstall_from)
+    edit(path, dry_run, false, uninstall_from)
 }
 
 /// A readable summary of `change`: a line diff with a little context (`- ` removed, `+ ` added, `  ` kept,
@@ -144,13 +156,20 @@ pub fn describe(change: &Change) -> String {
     if shown.is_empty() { "no change".to_owned() } else { shown }
 }
 
-/// Reads, edits with `apply`, and (unless `dry_run` or unchanged) writes the settings file at `path`.
+/// Reads, edits with `apply`, and (unless `dry_run` or unchanged) writes the settings file at `path`; with
+/// `owner_only`, the file ends up readable by its owner alone (0600) even when its content was right.
 fn edit(
     path: &Path,
     dry_run: bool,
+    owner_only: bool,
     apply: impl FnOnce(&mut Map<String, Value>) -> Result<(), BadShape>,
 ) -> Result<Change, SettingsError> {
-    let loaded = load(path)?;
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut loaded = load(path)?;
+    if owner_only {
+        loaded.permissions = Some(std::fs::Permissions::from_mode(0o600));
+    }
     let mut root = loaded.root.clone();
     apply(&mut root).map_err(|BadShape| SettingsError::NotAnObject { path: path.to_path_buf() })?;
     let changed = root != loaded.root;
@@ -163,6 +182,9 @@ fn edit(
     };
     if changed && !dry_run {
         save(path, &loaded, &after)?;
+    } else if owner_only && !dry_run && loaded.bytes.is_some() {
+        let restrict = std::fs::set_permissions(&loaded.target, std::fs::Permissions::from_mode(0o600));
+        restrict.map_err(|source| SettingsError::Write { path: path.to_path_buf(), source })?;
     }
     Ok(Change { path: path.to_path_buf(), before: loaded.text, after, changed })
 }
@@ -193,8 +215,13 @@ mod tests {
         assert_eq!(keys(&settings), ["hooks"]);
         assert_eq!(keys(&settings["hooks"]), EVENTS);
         for event in EVENTS {
-            let expected_hook = json!({"type": "http", "url": "http://127.0.0.1:4417/hooks/claude-code", "timeout": 2});
-            let expected = if *event == "PostToolUse" {
+            // Claude Code runs only command hooks on SessionStart; SessionEnd must reach the inbox when down.
+            let expected_hook = if *event == "SessionStart" || *event == "SessionEnd" {
+                json!({"type": "command", "command": "/usr/bin/memtray hook", "timeout": 5})
+            } else {
+                json!({"type": "http", "url": "http://127.0.0.1:4417/hooks/claude-code", "timeout": 2})
+            };
+            let expected = if *event == "PostToolUse" || *event == "PostToolUseFailure" {
                 json!([{"matcher": "*", "hooks": [expected_hook]}])
             } else {
                 json!([{"hooks": [expected_hook]}])

@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(shell_quote("/$HOME/memtray"), "'/$HOME/memtray'");
         assert_eq!(shell_quote(""), "''");
         for program in ["/usr/bin/memtray", "/a b/memtray", "/it's here/memtray", "/x\"y/$z/`w`;/memtray"] {
-            let hook = HookMode::Command { program: program.into() }.hook();
+            let hook = HookMode::Command { program: program.into() }.hook_for("Stop");
             let command = hook["command"].as_str().unwrap();
             assert!(is_memtray_command(command), "{command}");
             assert_eq!(shell_word(command.strip_suffix(" hook").unwrap()).as_deref(), Some(program));
