@@ -56,7 +56,7 @@ run: deps
 
 # The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary (and the
 # real Claude Code CLI),
-# the core's queue semantics on a paused clock, the SIGKILL crash test, the inspector in a real browser, then the desktop app
+# the core's queue semantics on a paused clock, the SIGKILL crash test, search and the MCP server, the inspector in a real browser, then the desktop app
 # on a virtual display.
 test: test-deps
 	$(CARGO) test --workspace --lib --bins --tests
@@ -69,6 +69,7 @@ bench: test-deps
 	$(CARGO) bench --bench hook
 	$(CARGO) bench --bench claude_cli
 	$(CARGO) bench --bench inspector
+	$(CARGO) bench --bench search
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py

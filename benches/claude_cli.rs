@@ -4,7 +4,6 @@
 //! `memtray hook`. Prints figures; asserts nothing.
 
 #[path = "../tests/support/fake_anthropic.rs"]
-#[allow(dead_code)]
 mod fake_anthropic;
 
 use std::io::{BufRead, BufReader, Write};

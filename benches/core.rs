@@ -600,7 +600,7 @@ fn prepare_backlog(rt: &tokio::runtime::Runtime, dir: &Path, total: u64, session
                         messages::enqueue(
                             c,
                             session,
-                            &Payload::Observation(tool),
+                            &Payload::Observation(Box::new(tool)),
                             0,
                             Some(&format!("backlog_{i}")),
                             Clock::system().now_ms(),

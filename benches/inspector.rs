@@ -106,8 +106,14 @@ fn seed(data_dir: &Path) -> Duration {
                     files_read: vec![file.clone()],
                     files_modified: if tool == "Edit" { vec![file] } else { Vec::new() },
                 };
-                memories::insert_observations(&tx, session.id, message_id, prompt, tool, &[observation], at + 40)
-                    .expect("observation");
+                let of = memories::ObservationOf {
+                    session_id: session.id,
+                    message_id,
+                    prompt_number: prompt,
+                    tool_name: tool,
+                    subagent: None,
+                };
+                memories::insert_observations(&tx, of, &[observation], at + 40).expect("observation");
             }
             if s % 10 != 0 {
                 at += 5_000;

@@ -8,12 +8,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use claude_settings::HookMode;
+use memtray_core::agents::claude_code::settings::mcp as claude_mcp;
 use memtray_core::agents::claude_code::{self, settings as claude_settings};
-use memtray_core::client::Client;
+use memtray_core::client::{Client, ClientError};
 use memtray_core::config::{self, Config, Paths};
+use memtray_core::recall::dates;
 use memtray_core::secret::Secret;
 use memtray_core::server::Server;
-use serde_json::Value;
+use memtray_core::store::ReadOnly;
+use memtray_core::store::search::{self, Kind, SearchQuery};
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(name = "memtray", version, about = "Catches coding-agent hook events and turns them into memory")]
@@ -40,10 +44,37 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Search memory (observations, summaries, prompts) by words; asks the running server, or reads the
+    /// database read-only when none answers.
+    Search {
+        /// The words to look for (all must appear; the last may start a longer word).
+        query: String,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only observations of this type (change, bugfix, discovery, ...).
+        #[arg(long = "type", value_name = "TYPE")]
+        observation_type: Option<String>,
+        /// Only these kinds, comma-separated: observation, summary, prompt.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only memory since this time: ms since the epoch or a UTC date YYYY-MM-DD[THH:MM[:SS]Z].
+        #[arg(long)]
+        since: Option<String>,
+        /// How many hits (at most 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the JSON answer instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve memtray's memory to an agent over MCP on stdin/stdout (reads the database read-only).
+    Mcp,
     /// Claude Code command hook: read one hook event on stdin and hand it to memtray. Prints nothing and
     /// always exits 0 within the hook budget.
     Hook,
-    /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting).
+    /// Add memtray's hooks to Claude Code's settings (keeps every other hook and setting) and register its MCP
+    /// server.
     InstallHooks {
         /// `http`: Claude Code posts to memtray directly (SessionStart and SessionEnd run `memtray hook`, so
         /// they are kept while memtray is down); `command`: it runs `memtray hook` for every event.
@@ -55,8 +86,11 @@ enum Command {
         /// Show what would change and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not register `memtray mcp` with Claude Code (in `~/.claude.json`, or the project's `.mcp.json`).
+        #[arg(long)]
+        no_mcp: bool,
     },
-    /// Remove exactly memtray's hooks from Claude Code's settings.
+    /// Remove exactly memtray's hooks (and its MCP server entry) from Claude Code's settings.
     UninstallHooks {
         /// The project whose `.claude/settings.json` to edit.
         #[arg(long, value_name = "DIR")]
@@ -82,11 +116,15 @@ fn main() -> ExitCode {
         Command::Status { json } => status(json),
         Command::Config => config(),
         Command::Open { print } => open(print),
+        Command::Search { query, project, observation_type, kind, since, limit, json } => {
+            search(query, project, observation_type, kind, since, limit, json)
+        }
+        Command::Mcp => mcp(),
         Command::Hook => {
             hook();
             Ok(())
         }
-        Command::InstallHooks { mode, project, dry_run } => install_hooks(mode, project, dry_run),
+        Command::InstallHooks { mode, project, dry_run, no_mcp } => install_hooks(mode, project, dry_run, no_mcp),
         Command::UninstallHooks { project, dry_run } => uninstall_hooks(project, dry_run),
     };
     match result {
@@ -258,17 +296,26 @@ fn hook() {
     }
 }
 
+fn home() -> anyhow::Result<PathBuf> {
+    Ok(directories::BaseDirs::new().context("no home directory")?.home_dir().to_path_buf())
+}
+
 fn settings_path(project: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match project {
         Some(dir) => dir.join(".claude").join("settings.json"),
-        None => {
-            let home = directories::BaseDirs::new().context("no home directory")?.home_dir().to_path_buf();
-            home.join(".claude").join("settings.json")
-        }
+        None => home()?.join(".claude").join("settings.json"),
     })
 }
 
-fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+/// Where memtray's MCP server is registered: the project's `.mcp.json`, or `~/.claude.json`.
+fn mcp_config_path(project: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match project {
+        Some(dir) => claude_mcp::project_config(dir),
+        None => claude_mcp::user_config(&home()?),
+    })
+}
+
+fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool, no_mcp: bool) -> anyhow::Result<()> {
     let (config, paths) = Config::load()?;
     let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
     let mode = match mode {
@@ -278,16 +325,24 @@ fn install_hooks(mode: Mode, project: Option<PathBuf>, dry_run: bool) -> anyhow:
         }
         Mode::Command => HookMode::Command { program },
     };
-    let path = settings_path(project)?;
+    let path = settings_path(project.clone())?;
     let change = claude_settings::install(&path, &mode, dry_run)?;
     report(&change, dry_run, "installed memtray's hooks in");
+    if !no_mcp {
+        let program = std::env::current_exe().context("cannot tell where the memtray binary is")?;
+        let change = claude_mcp::install(&mcp_config_path(project.as_ref())?, &program, dry_run)?;
+        report(&change, dry_run, "registered memtray's MCP server in");
+    }
     Ok(())
 }
 
 fn uninstall_hooks(project: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    let mcp_path = mcp_config_path(project.as_ref())?;
     let path = settings_path(project)?;
     let change = claude_settings::uninstall(&path, dry_run)?;
     report(&change, dry_run, "removed memtray's hooks from");
+    let change = claude_mcp::uninstall(&mcp_path, dry_run)?;
+    report(&change, dry_run, "removed memtray's MCP server from");
     Ok(())
 }
 
@@ -300,4 +355,115 @@ fn report(change: &claude_settings::Change, dry_run: bool, done: &str) {
     } else {
         println!("{done} {path}\n{}", claude_settings::describe(change));
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search(
+    text: String,
+    project: Option<String>,
+    observation_type: Option<String>,
+    kind: Vec<String>,
+    since: Option<String>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (config, paths) = Config::load()?;
+    let kinds = kind
+        .iter()
+        .map(|k| {
+            Kind::parse(k.trim()).with_context(|| format!("unknown kind {k:?}: use observation, summary or prompt"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let since = since
+        .map(|s| dates::parse_time(&s).with_context(|| format!("--since {s:?}: use ms since the epoch or YYYY-MM-DD")))
+        .transpose()?;
+    let query = SearchQuery {
+        text,
+        project,
+        observation_type,
+        kinds,
+        since,
+        limit: limit.clamp(1, search::MAX_LIMIT),
+        ..Default::default()
+    };
+    let mut params: Vec<(&str, String)> = vec![("q", query.text.clone()), ("limit", query.limit.to_string())];
+    params.extend(query.project.clone().map(|p| ("project", p)));
+    params.extend(query.observation_type.clone().map(|t| ("type", t)));
+    params.extend(query.since.map(|s| ("since", s.to_string())));
+    if !query.kinds.is_empty() {
+        params.push(("kind", query.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")));
+    }
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5)).with_secret(secret);
+    let asked = client_runtime()?.block_on(async {
+        client.verify().await?;
+        client.get_with("/api/search", &params).await
+    });
+    let answer = match asked {
+        Ok(answer) => answer,
+        Err(ClientError::NotRunning { port }) => {
+            if !json {
+                eprintln!("memtray: no server on 127.0.0.1:{port}; reading the database directly");
+            }
+            let hits = ReadOnly::new(&config).read_blocking(|c| search::search(c, &query))?;
+            json!({ "query": query.text, "hits": hits, "limit": query.limit, "offset": query.offset })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{answer}");
+        return Ok(());
+    }
+    let hits = answer["hits"].as_array().cloned().unwrap_or_default();
+    if hits.is_empty() {
+        println!("no memory matches {:?}", query.text);
+        return Ok(());
+    }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    for hit in &hits {
+        let text = |k: &str| hit[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<11} #{:<6} {}  {:<16} {:<10} {}",
+            text("kind"),
+            hit["id"].as_i64().unwrap_or(0),
+            dates::format_utc(hit["created_at"].as_i64().unwrap_or(0)),
+            text("project"),
+            hit["type"].as_str().unwrap_or("-"),
+            one_line(&text("title"))
+        );
+        println!("    {}", terminal_snippet(&text("snippet"), tty));
+    }
+    Ok(())
+}
+
+/// An API snippet (HTML-escaped, matches in `<mark>`) for a terminal: bold matches, or `*word*` when
+/// stdout is not a terminal.
+fn terminal_snippet(snippet: &str, tty: bool) -> String {
+    let (open, close) = if tty { ("\x1b[1m", "\x1b[0m") } else { ("*", "*") };
+    one_line(
+        &snippet
+            .replace("<mark>", open)
+            .replace("</mark>", close)
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `memtray mcp`: logs go to stderr (stdout carries the protocol).
+fn mcp() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMTRAY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let (config, _) = Config::load()?;
+    client_runtime()?.block_on(memtray_core::recall::mcp::serve_stdio(&config))?;
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! The async client of a running memtray: its requests and its event stream, used by the command line
-//! (`memtray status`), the hook's server path (`memtray hook`), the server's "who holds the port" check and
+//! (`memtray status`, `memtray search`), the hook's server path (`memtray hook`), the server's "who holds the port" check and
 //! the desktop when another memtray serves the port. With this user's secret it sends it on every request,
 //! but only to a server that first proved it knows it ([`Client::verify`]).
 //!
@@ -139,6 +139,11 @@ impl Client {
     /// GETs an API path and returns its JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GETs an API path with a query string made from `query` (pairs, or a struct) and returns its JSON.
+    pub async fn get_with<Q: serde::Serialize + ?Sized>(&self, path: &str, query: &Q) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(path)).query(query)).await
     }
 
     /// POSTs JSON to an API path and returns the answer's JSON.

@@ -172,7 +172,7 @@ fn fill(
                 if let Some(error) = &mut tool.error {
                     *error = privacy::strip(error).into_owned();
                 }
-                let payload = Payload::Observation(tool);
+                let payload = Payload::Observation(Box::new(tool));
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
                     done.observations += 1;
@@ -290,7 +290,8 @@ impl Intake {
         privacy::strip_json(&mut tool.tool_response);
         let key = idempotency_key.or_else(|| tool.tool_use_id.clone());
         let tool_name = tool.tool_name.clone();
-        let (queued, _) = self.enqueue(agent_session_id, project, Payload::Observation(tool), key, true).await?;
+        let (queued, _) =
+            self.enqueue(agent_session_id, project, Payload::Observation(Box::new(tool)), key, true).await?;
         if let Queued::New { session_id, message_id } = queued {
             self.inner.events.publish(Event::ObservationQueued { session_id, message_id, tool_name });
         }
@@ -386,7 +387,7 @@ impl Intake {
             .map(|mut t| {
                 privacy::strip_json(&mut t.tool_input);
                 privacy::strip_json(&mut t.tool_response);
-                (t.tool_use_id.clone(), Payload::Observation(t))
+                (t.tool_use_id.clone(), Payload::Observation(Box::new(t)))
             })
             .collect();
         if payloads.is_empty() {

@@ -6,14 +6,15 @@
 //! - [`core`]: the [`Core`] that owns the components below and starts and stops them as one; its
 //!   [`Settings`] and its [`clock`].
 //! - Engine
-//!   - [`store`]: the SQLite database; one writer with group commit, reads off the async workers,
-//!     per-table SQL in `store::{sessions, messages, memories, stats, inbox}`.
+//!   - [`store`]: the SQLite database; one writer with group commit, reads off the async workers, a
+//!     read-only reader for other processes, per-table SQL in `store::{sessions, messages, memories,
+//!     stats, inbox}` and full-text search over memory in `store::search` (FTS5, kept by triggers).
 //!   - [`intake`]: persist, then wake: every event's way in.
 //!   - [`queue`]: the queue actor (one in-order consumer per session, retry, abort, pause, delete) and the
 //!     message vocabulary (`queue::message`).
 //!   - [`memory`]: what is remembered, and the providers that make it (`memory::provider`, `local`,
 //!     `faults`).
-//!   - [`queries`]: read-only views for the API and the inspector.
+//!   - [`queries`]: read-only views for the API and the inspector, search included.
 //!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
 //!   - [`privacy`]: `<private>` removal before anything is stored; [`project`]: a project name from a folder.
 //! - Surfaces
@@ -22,9 +23,11 @@
 //!   - [`server`]: binds loopback and serves a [`Core`] over the API; [`secret`]: this user's secret, which
 //!     reading memory and administering need (the API's guard is `api::guard`).
 //!   - [`client`]: the async client of a running memtray (requests and the event stream).
+//!   - [`recall`]: memory read back for an agent: the MCP server of `memtray mcp` (`recall::mcp`), a
+//!     project's recent-context text (`recall::context`), and UTC dates as text (`recall::dates`).
 //! - Adapters
 //!   - [`agents::claude_code`]: Claude Code's hook events, transcripts and reconciliation, the hook inbox,
-//!     the `memtray hook` command, and editing Claude Code's settings.
+//!     the `memtray hook` command, and editing Claude Code's settings (hooks, and the MCP server's entry).
 //! - [`config`]: defaults, the TOML file, `MEMTRAY_*` overrides, and where things live.
 
 pub mod agents;
@@ -40,6 +43,7 @@ pub mod privacy;
 pub mod project;
 pub mod queries;
 pub mod queue;
+pub mod recall;
 pub mod secret;
 pub mod server;
 pub mod status;

@@ -1,6 +1,6 @@
 //! Read-only queries for the API, the inspector and `memtray status`: the full status, sessions and their
-//! queues, projects, the unfinished queue, pages of memory. Every query runs on a read connection off the
-//! async workers; nothing here writes.
+//! queues, projects, the unfinished queue, pages of memory, full-text search. Every query runs on a read
+//! connection off the async workers; nothing here writes.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::memory::{Observation, Summary};
 use crate::queue::message::MessageInfo;
 use crate::status::Status;
 use crate::store::messages::MessageFilter;
+use crate::store::search::{self, Hit, SearchQuery};
 use crate::store::sessions::{KnownTranscript, ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
 use crate::store::stats::Totals;
 use crate::store::{Store, memories, messages, sessions, stats};
@@ -122,6 +123,11 @@ impl Queries {
         let (items, total) =
             self.store.read(move |c| memories::page_summaries(c, project.as_deref(), limit, offset)).await?;
         Ok(Page { items, total })
+    }
+
+    /// Memory matching `query`, best first (see [`search::search`]).
+    pub async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
+        Ok(self.store.read(move |c| search::search(c, &query)).await?)
     }
 
     /// Sessions with a known transcript that are active or were active since `since` (ms).

@@ -4,6 +4,8 @@
 //! body kept for the test to read. A request with tools takes the next scripted turn; any other gets a short
 //! text. Runs on its own thread and runtime, on an ephemeral loopback port.
 
+#![allow(dead_code)]
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 

@@ -63,6 +63,12 @@ impl TestServer {
         cmd
     }
 
+    /// Sets (or replaces) an environment variable for the next `spawn` and `command`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -126,6 +132,15 @@ impl TestServer {
     /// One number from the real database file.
     pub fn count(&self, sql: &str) -> i64 {
         db_count(&self.database(), sql)
+    }
+
+    /// Waits until the database holds no pending or processing message (the memory of every processed one
+    /// is committed with it), or panics after 20 s. Unlike `wait_idle` it cannot see a status published
+    /// before the last request's message arrived.
+    pub fn settle(&self) {
+        wait_for(Duration::from_secs(20), "every queued message to be processed", || {
+            self.count("SELECT count(*) FROM messages WHERE status IN ('pending', 'processing')") == 0
+        });
     }
 
     /// Waits until the database holds no pending or processing message and the server's status (which

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The query string has an unknown value or the wrong type (`?sort=bogus`, `?limit=-1`).
     #[error(transparent)]
     Query(#[from] QueryRejection),
+    /// A query-string value is unusable (`?since=yesterday`).
+    #[error("{0}")]
+    BadParameter(&'static str),
     /// The JSON parsed but a value is unusable.
     #[error("{0}")]
     Invalid(&'static str),
@@ -62,6 +65,7 @@ impl ApiError {
                 (status, code, rejection.body_text())
             }
             ApiError::Query(rejection) => (StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()),
+            ApiError::BadParameter(message) => (StatusCode::BAD_REQUEST, "invalid_query", message.to_string()),
             ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", message.to_string()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Core(CoreError::ShuttingDown) => (
@@ -74,6 +78,9 @@ impl ApiError {
                 "storage_unavailable",
                 format!("{e}; nothing was stored, try again later"),
             ),
+            ApiError::Core(CoreError::Store(e @ (StoreError::EmptySearch | StoreError::BadSearch(_)))) => {
+                (StatusCode::BAD_REQUEST, "invalid_search", e.to_string())
+            }
             ApiError::Core(CoreError::Store(StoreError::Corrupt)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage_corrupt",
@@ -172,6 +179,14 @@ mod tests {
             (CoreError::Store(sql).into(), 500, "internal_error", false),
             (ApiError::Invalid("tool_name must not be empty"), 422, "invalid_fields", false),
             (ApiError::NotFound("session"), 404, "not_found", false),
+            (ApiError::BadParameter("since must be a date"), 400, "invalid_query", false),
+            (CoreError::Store(StoreError::EmptySearch).into(), 400, "invalid_search", false),
+            (
+                CoreError::Store(StoreError::BadSearch(Arc::new(rusqlite::Error::InvalidQuery))).into(),
+                400,
+                "invalid_search",
+                false,
+            ),
         ];
         for (error, status, code, retry) in table {
             let what = format!("{error:?}");

@@ -1,5 +1,6 @@
 //! The HTTP API on loopback: the claude-mem worker's intake endpoints (so its hooks work unchanged),
-//! memtray's own API for the inspector, the `/stream` of server-sent events, and the inspector web UI.
+//! memtray's own API for the inspector (search included), the `/stream` of server-sent events, and the
+//! inspector web UI.
 //!
 //! Handlers translate HTTP to calls on the core's handles and back; they hold no state of their own. Each
 //! takes only the handle it needs ([`Intake`], [`Queue`], [`Queries`]) out of [`AppState`]. Every body is
@@ -11,6 +12,7 @@ pub mod error;
 pub mod guard;
 mod hooks;
 mod inspector;
+mod search;
 mod stream;
 mod ui;
 
@@ -144,6 +146,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/processing", post(inspector::set_processing))
         .route("/api/observations", get(inspector::observations))
         .route("/api/summaries", get(inspector::summaries))
+        .route("/api/search", get(search::search))
         .route("/stream", get(stream::stream))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))

@@ -418,16 +418,14 @@ fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result
         Outcome::Observed(observations) => {
             if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
                 prompt_number = filed_under;
-                let ids = memories::insert_observations(
-                    c,
+                let of = memories::ObservationOf {
                     session_id,
                     message_id,
                     prompt_number,
-                    &tool.name,
-                    tool.subagent.as_deref(),
-                    &observations,
-                    now,
-                )?;
+                    tool_name: &tool.name,
+                    subagent: tool.subagent.as_deref(),
+                };
+                let ids = memories::insert_observations(c, of, &observations, now)?;
                 Applied::Observations(ids, observations)
             } else {
                 Applied::Stale

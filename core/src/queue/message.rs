@@ -92,7 +92,7 @@ pub struct SummaryRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// For `MessageKind::Observation`.
-    Observation(ToolUse),
+    Observation(Box<ToolUse>),
     /// For `MessageKind::Summarize`.
     Summarize(SummaryRequest),
 }

@@ -1,7 +1,7 @@
 //! SQL for observations and summaries: written with the completion of the message they come from,
-//! read by session or page by page.
+//! read by session, page by page, by id, and around a point in time (the timeline).
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Result;
 use crate::memory::{NewObservation, NewSummary, Observation, Summary};
@@ -16,17 +16,29 @@ fn parse_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-/// Stores a message's observations (ordinal = position); `subagent` labels a subagent's tool use.
+/// Where a message's observations go: its session, the message, its prompt, its tool and who used it.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservationOf<'a> {
+    /// The session's row id.
+    pub session_id: i64,
+    /// The message the observations come from.
+    pub message_id: i64,
+    /// The prompt it is filed under.
+    pub prompt_number: i64,
+    /// The tool observed.
+    pub tool_name: &'a str,
+    /// The subagent that used the tool, when not the main agent.
+    pub subagent: Option<&'a str>,
+}
+
+/// Stores a message's observations (ordinal = position).
 pub fn insert_observations(
     conn: &Connection,
-    session_id: i64,
-    message_id: i64,
-    prompt_number: i64,
-    tool_name: &str,
-    subagent: Option<&str>,
+    of: ObservationOf<'_>,
     observations: &[NewObservation],
     now: i64,
 ) -> Result<Vec<i64>> {
+    let ObservationOf { session_id, message_id, prompt_number, tool_name, subagent } = of;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO observations (session_id, message_id, ordinal, prompt_number, tool_name, type, title, subtitle,
              facts, files_read, files_modified, created_at, subagent)
@@ -209,4 +221,104 @@ pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(V
         .query_map(params![session_id, after, prompt_number], |r| observation_from_row(r).map(|o| o.memory))?
         .collect::<Result<_, _>>()?;
     Ok((prompts, observations))
+}
+
+/// The observations with these ids, in the order asked; ids with no observation are left out.
+pub fn observations_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<Observation>> {
+    let sql = format!("{OBSERVATION_SELECT} WHERE o.id = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(o) = stmt.query_row([id], observation_from_row).optional()? {
+            found.push(o);
+        }
+    }
+    Ok(found)
+}
+
+/// Where a timeline is centred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// This observation (it is part of the timeline).
+    Observation(i64),
+    /// This moment (ms since the epoch): what came before it, then what came at or after it.
+    Time(i64),
+}
+
+/// Up to `before` observations before the anchor and `after` from it on (the anchor observation itself
+/// between them), oldest first, optionally of one project. An anchor observation that does not exist gives
+/// `None`; its own project is used when `project` is `None`.
+pub fn timeline(
+    conn: &Connection,
+    project: Option<&str>,
+    anchor: Anchor,
+    before: u32,
+    after: u32,
+) -> Result<Option<Vec<Observation>>> {
+    let (at, id, project, mut middle) = match anchor {
+        Anchor::Observation(id) => {
+            let Some(o) = observations_by_ids(conn, &[id])?.pop() else { return Ok(None) };
+            let project = project.map_or_else(|| o.project.clone(), str::to_string);
+            (o.created_at, id, Some(project), vec![o])
+        }
+        // Everything at `at` or later comes after: (at, 0) sorts before any real row at that time.
+        Anchor::Time(at) => (at, 0, project.map(str::to_string), Vec::new()),
+    };
+    let earlier = format!(
+        "{OBSERVATION_SELECT} WHERE (?1 IS NULL OR s.project = ?1) AND (o.created_at, o.id) < (?2, ?3)
+         ORDER BY o.created_at DESC, o.id DESC LIMIT ?4"
+    );
+    let later = format!(
+        "{OBSERVATION_SELECT} WHERE (?1 IS NULL OR s.project = ?1) AND (o.created_at, o.id) > (?2, ?3)
+         ORDER BY o.created_at, o.id LIMIT ?4"
+    );
+    let mut list: Vec<Observation> = conn
+        .prepare_cached(&earlier)?
+        .query_map(params![project, at, id, before], observation_from_row)?
+        .collect::<Result<_, _>>()?;
+    list.reverse();
+    list.append(&mut middle);
+    let later: Vec<Observation> = conn
+        .prepare_cached(&later)?
+        .query_map(params![project, at, id, after], observation_from_row)?
+        .collect::<Result<_, _>>()?;
+    list.extend(later);
+    Ok(Some(list))
+}
+
+/// A session that has memory, as the recent-context text lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionWithMemory {
+    /// The session's row id.
+    pub id: i64,
+    /// The agent's session id.
+    pub agent_session_id: String,
+    /// Its last activity (ms since the epoch).
+    pub last_activity_at: i64,
+}
+
+/// A project's sessions that have observations or summaries, most recently active first.
+pub fn sessions_with_memory(conn: &Connection, project: &str, limit: u32) -> Result<Vec<SessionWithMemory>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT s.id, s.agent_session_id, s.last_activity_at FROM sessions s
+             WHERE s.project = ?1 AND (EXISTS (SELECT 1 FROM observations o WHERE o.session_id = s.id)
+                                       OR EXISTS (SELECT 1 FROM summaries m WHERE m.session_id = s.id))
+             ORDER BY s.last_activity_at DESC, s.id DESC LIMIT ?2",
+        )?
+        .query_map(params![project, limit], |r| {
+            Ok(SessionWithMemory { id: r.get(0)?, agent_session_id: r.get(1)?, last_activity_at: r.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// A session's latest `limit` observations, newest first.
+pub fn latest_observations_of(conn: &Connection, session_id: i64, limit: u32) -> Result<Vec<Observation>> {
+    let sql = format!("{OBSERVATION_SELECT} WHERE o.session_id = ?1 ORDER BY o.id DESC LIMIT ?2");
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![session_id, limit], observation_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }

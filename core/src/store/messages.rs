@@ -245,7 +245,7 @@ pub fn span_tool_uses(conn: &Connection, session_id: i64, prompt_number: i64) ->
     let mut tools = Vec::new();
     for payload in payloads {
         if let Payload::Observation(tool) = Payload::from_json(MessageKind::Observation, &payload?)? {
-            tools.push(tool);
+            tools.push(*tool);
         }
     }
     Ok(tools)
@@ -389,7 +389,14 @@ mod tests {
             match payload {
                 Payload::Observation(t) => {
                     let obs = NewObservation { title: t.tool_use_id.unwrap(), ..Default::default() };
-                    memories::insert_observations(conn, session_id, id, prompt, "Read", None, &[obs], 2).unwrap();
+                    let of = memories::ObservationOf {
+                        session_id,
+                        message_id: id,
+                        prompt_number: prompt,
+                        tool_name: "Read",
+                        subagent: None,
+                    };
+                    memories::insert_observations(conn, of, &[obs], 2).unwrap();
                 }
                 Payload::Summarize(_) => {
                     memories::insert_summary(conn, session_id, id, prompt, &NewSummary::default(), 2).unwrap();
@@ -412,13 +419,13 @@ mod tests {
         let s = session.id;
         let summarize = || Payload::Summarize(SummaryRequest::default());
         sessions::record_prompt(&conn, s, Some("first"), None, 0).unwrap();
-        message(&conn, s, Payload::Observation(tool("t1")), true);
+        message(&conn, s, Payload::Observation(Box::new(tool("t1"))), true);
         message(&conn, s, summarize(), true);
         sessions::record_prompt(&conn, s, Some("second"), None, 0).unwrap();
-        message(&conn, s, Payload::Observation(tool("t2")), true);
+        message(&conn, s, Payload::Observation(Box::new(tool("t2"))), true);
         sessions::record_prompt(&conn, s, Some("third"), None, 0).unwrap();
-        message(&conn, s, Payload::Observation(tool("t3")), true);
-        message(&conn, s, Payload::Observation(tool("t4")), false);
+        message(&conn, s, Payload::Observation(Box::new(tool("t3"))), true);
+        message(&conn, s, Payload::Observation(Box::new(tool("t4"))), false);
 
         assert_eq!(ids(span_tool_uses(&conn, s, 1).unwrap()), ["t1"], "the first summary's span");
         assert_eq!(ids(span_tool_uses(&conn, s, 3).unwrap()), ["t2", "t3"], "after the first summary's prompt");

@@ -11,6 +11,7 @@ pub mod inbox;
 pub mod memories;
 pub mod messages;
 mod schema;
+pub mod search;
 pub mod sessions;
 pub mod stats;
 
@@ -57,6 +58,29 @@ pub enum StoreError {
         /// The newest this code knows.
         supported: i64,
     },
+    /// The file was written by an older memtray and a read-only reader cannot migrate it.
+    #[error(
+        "the database schema version {found} is older than this memtray reads ({needed}); run `memtray serve` \
+         once to upgrade it"
+    )]
+    TooOld {
+        /// `user_version` in the file.
+        found: i64,
+        /// The version this code reads.
+        needed: i64,
+    },
+    /// A read-only reader found no database file.
+    #[error("there is no memtray database at {path} yet (run `memtray serve` once)")]
+    NoDatabase {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A search had nothing to look for.
+    #[error("the search query has no words to look for")]
+    EmptySearch,
+    /// A search in FTS5 syntax is malformed.
+    #[error("the search query is not valid FTS5 syntax ({0})")]
+    BadSearch(#[source] Arc<rusqlite::Error>),
     /// The data folder could not be created.
     #[error("cannot create the data folder {path}: {source}")]
     DataDir {
@@ -262,6 +286,76 @@ pub fn open_direct(config: &Config, busy_timeout: Duration) -> Result<Connection
     let mut conn = open_connection(&config.data_dir.join("memtray.db"), ConnectionSettings::from(config), false)?;
     conn.busy_timeout(busy_timeout)?;
     schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A read-only way into the database for processes beside the server, or without one (`memtray mcp`,
+/// `memtray search` when no server answers). It never creates, migrates or writes: the file must exist and
+/// carry this code's schema. One connection is opened on first use and kept; cheap to clone.
+#[derive(Clone)]
+pub struct ReadOnly {
+    inner: Arc<ReadOnlyInner>,
+}
+
+struct ReadOnlyInner {
+    /// The database file.
+    path: PathBuf,
+    /// Per-connection settings.
+    settings: ConnectionSettings,
+    /// The idle connection, taken for each read and put back after. A std mutex: held only to take or put,
+    /// never across an `.await`.
+    idle: Mutex<Option<Connection>>,
+}
+
+impl ReadOnly {
+    /// A reader of the database in `config.data_dir`; nothing is opened until the first read.
+    pub fn new(config: &Config) -> ReadOnly {
+        ReadOnly {
+            inner: Arc::new(ReadOnlyInner {
+                path: config.data_dir.join("memtray.db"),
+                settings: ConnectionSettings::from(config),
+                idle: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Runs `f` on the read-only connection off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let reader = self.clone();
+        tokio::task::spawn_blocking(move || reader.read_blocking(f)).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the read-only connection on the calling thread.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self.inner.idle.lock().expect("reader poisoned").take();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_read_only(&self.inner.path, self.inner.settings)?,
+        };
+        let result = f(&conn);
+        *self.inner.idle.lock().expect("reader poisoned") = Some(conn);
+        result
+    }
+}
+
+/// Opens an existing database read-only, refusing a schema other than this code's. Safe beside a running
+/// server (WAL readers never block its writer), and on a file no server has open.
+fn open_read_only(path: &Path, settings: ConnectionSettings) -> Result<Connection> {
+    if !path.exists() {
+        return Err(StoreError::NoDatabase { path: path.to_path_buf() });
+    }
+    let conn = open_connection(path, settings, true)?;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION });
+    }
+    if found < SCHEMA_VERSION {
+        return Err(StoreError::TooOld { found, needed: SCHEMA_VERSION });
+    }
     Ok(conn)
 }
 

@@ -111,6 +111,94 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE observations ADD COLUMN subagent TEXT;
     ALTER TABLE sessions ADD COLUMN transcript_seen INTEGER;
     "#,
+    // 4: full-text search over memory. Each kind has a view that presents its rows as (id, title, body)
+    // text (a JSON list of strings reads as its items joined by "; ") and an FTS5 index whose external
+    // content is that view; triggers keep the index in step inside
+    // the transaction that writes, deletes (cascades included) or edits a row, and the last statement
+    // indexes the rows that already exist.
+    r#"
+    CREATE VIEW observation_text AS
+        SELECT id, title,
+               subtitle || char(10) || replace(replace(replace(replace(replace(facts, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_read, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_modified, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   AS body
+        FROM observations;
+    CREATE VIEW summary_text AS
+        SELECT id, request AS title,
+               investigated || char(10) || completed || char(10) || next_steps
+                   || char(10) || replace(replace(replace(replace(replace(files_read, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_edited, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   AS body
+        FROM summaries;
+    -- An entirely private prompt keeps a row without text (for its idempotency key): nothing to index.
+    CREATE VIEW prompt_text AS SELECT id, text AS title, '' AS body FROM user_prompts WHERE text != '';
+
+    CREATE VIRTUAL TABLE observations_fts USING fts5 (title, body, content = 'observation_text',
+        content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2');
+    CREATE VIRTUAL TABLE summaries_fts USING fts5 (title, body, content = 'summary_text',
+        content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2');
+    CREATE VIRTUAL TABLE prompts_fts USING fts5 (title, body, content = 'prompt_text',
+        content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2');
+
+    -- An index entry is removed with the text it was made from, so the delete half reads the view before
+    -- the row changes and the insert half after.
+    CREATE TRIGGER observations_fts_insert AFTER INSERT ON observations BEGIN
+        INSERT INTO observations_fts (rowid, title, body) SELECT id, title, body FROM observation_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER observations_fts_delete BEFORE DELETE ON observations BEGIN
+        INSERT INTO observations_fts (observations_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM observation_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER observations_fts_unindex BEFORE UPDATE OF id, title, subtitle, facts, files_read, files_modified
+        ON observations BEGIN
+        INSERT INTO observations_fts (observations_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM observation_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER observations_fts_reindex AFTER UPDATE OF id, title, subtitle, facts, files_read, files_modified
+        ON observations BEGIN
+        INSERT INTO observations_fts (rowid, title, body) SELECT id, title, body FROM observation_text WHERE id = new.id;
+    END;
+
+    CREATE TRIGGER summaries_fts_insert AFTER INSERT ON summaries BEGIN
+        INSERT INTO summaries_fts (rowid, title, body) SELECT id, title, body FROM summary_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER summaries_fts_delete BEFORE DELETE ON summaries BEGIN
+        INSERT INTO summaries_fts (summaries_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM summary_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER summaries_fts_unindex BEFORE UPDATE OF id, request, investigated, completed, next_steps,
+        files_read, files_edited ON summaries BEGIN
+        INSERT INTO summaries_fts (summaries_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM summary_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER summaries_fts_reindex AFTER UPDATE OF id, request, investigated, completed, next_steps,
+        files_read, files_edited ON summaries BEGIN
+        INSERT INTO summaries_fts (rowid, title, body) SELECT id, title, body FROM summary_text WHERE id = new.id;
+    END;
+
+    CREATE TRIGGER prompts_fts_insert AFTER INSERT ON user_prompts BEGIN
+        INSERT INTO prompts_fts (rowid, title, body) SELECT id, title, body FROM prompt_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER prompts_fts_delete BEFORE DELETE ON user_prompts BEGIN
+        INSERT INTO prompts_fts (prompts_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM prompt_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER prompts_fts_unindex BEFORE UPDATE OF id, text ON user_prompts BEGIN
+        INSERT INTO prompts_fts (prompts_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM prompt_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER prompts_fts_reindex AFTER UPDATE OF id, text ON user_prompts BEGIN
+        INSERT INTO prompts_fts (rowid, title, body) SELECT id, title, body FROM prompt_text WHERE id = new.id;
+    END;
+
+    -- Timelines walk observations by time.
+    CREATE INDEX observations_created ON observations (created_at, id);
+
+    INSERT INTO observations_fts (observations_fts) VALUES ('rebuild');
+    INSERT INTO summaries_fts (summaries_fts) VALUES ('rebuild');
+    INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild');
+    "#,
 ];
 
 /// The schema version this code writes.
@@ -118,15 +206,20 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database up to `version` (tests build older schemas with it).
+pub(super) fn migrate_to(conn: &mut Connection, version: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION });
     }
-    for sql in &MIGRATIONS[found as usize..] {
+    for sql in MIGRATIONS.iter().take(version as usize).skip(found as usize) {
         tx.execute_batch(sql)?;
     }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.pragma_update(None, "user_version", version.max(found))?;
     tx.commit()?;
     Ok(())
 }

@@ -2,13 +2,15 @@
 //! read, edit, write. Other tools' hooks and other settings keep their place and order; invalid JSON is refused,
 //! the old file is backed up and the new one replaces it atomically. The parts: `entries` (memtray's entries,
 //! put into and taken out of `hooks`, and recognised), `shell` (quoting the hook's command), `file` (reading,
-//! the backup, the atomic write) and `diff` (the line diff behind [`describe`]).
+//! the backup, the atomic write), `diff` (the line diff behind [`describe`]) and [`mcp`] (registering
+//! `memtray mcp` in `~/.claude.json` or a project's `.mcp.json` the same way).
 
 mod diff;
 mod entries;
 mod file;
 #[cfg(test)]
 mod fixtures;
+pub mod mcp;
 mod shell;
 
 use std::io;
@@ -74,6 +76,15 @@ pub enum SettingsError {
     )]
     NotAnObject {
         /// The settings file.
+        path: PathBuf,
+    },
+    /// An MCP configuration file is JSON but its top level or its `mcpServers` is not an object.
+    #[error(
+        "refusing to touch {path}: expected a JSON object at the top level and under \"mcpServers\"; memtray \
+         did not change it"
+    )]
+    McpNotAnObject {
+        /// The MCP configuration file.
         path: PathBuf,
     },
     /// Writing the new file (or its backup, or creating its directory) failed.

@@ -1,0 +1,206 @@
+//! The recent-context text of a project: its latest summaries and observations as plain text within a
+//! character budget, for an agent starting work (the MCP `recent_context` tool, and the session-start
+//! context that builds on it). Reads through a connection it is given; never writes.
+//!
+//! Newest first, grouped by session; items are cut whole, never mid-way.
+
+use std::fmt::Write as _;
+
+use rusqlite::Connection;
+
+use super::dates::format_utc;
+use crate::memory::{Observation, Summary};
+use crate::store::{self, memories};
+
+/// Sessions looked at, most recently active first.
+const SESSIONS: u32 = 10;
+/// Observations looked at per session, newest first.
+const OBSERVATIONS_PER_SESSION: u32 = 30;
+
+/// The recent memory of `project` as text of at most `chars` characters: a heading, then per session
+/// (most recently active first) a line naming it, its summaries (newest first), and its observations
+/// (newest first). An item (a summary, an observation, a session's line with its first item) goes in whole
+/// or not at all, and the text stops at the first that does not fit, so what is there is the newest.
+/// Empty when the project has no memory or not even the first item fits.
+///
+/// # Errors
+/// The store's, when reading fails.
+pub fn build(conn: &Connection, project: &str, chars: usize) -> store::Result<String> {
+    let mut text = Budget::new(chars);
+    let heading = format!("# Recent memory of {project} (newest first)\n");
+    for session in memories::sessions_with_memory(conn, project, SESSIONS)? {
+        let mut summaries = memories::summaries_of(conn, session.id)?;
+        summaries.reverse();
+        let observations = memories::latest_observations_of(conn, session.id, OBSERVATIONS_PER_SESSION)?;
+        let items = summaries.iter().map(summary_text).chain(observations.iter().map(observation_text));
+        let mut header = Some(format!(
+            "\n## Session {} (last active {})\n",
+            session.agent_session_id,
+            format_utc(session.last_activity_at)
+        ));
+        for item in items {
+            // The heading and a session's line go in only with an item after them.
+            let lead: String =
+                [(text.is_empty()).then(|| heading.clone()), header.clone()].into_iter().flatten().collect();
+            if !text.push(&lead, &item) {
+                return Ok(text.into_string());
+            }
+            header = None;
+        }
+    }
+    Ok(text.into_string())
+}
+
+/// A summary as one item: its request, then what was investigated, done and left.
+fn summary_text(s: &Summary) -> String {
+    let m = &s.memory;
+    let mut out = format!("- {} summary: {}\n", format_utc(s.created_at), one_line(&m.request));
+    for (label, value) in [("investigated", &m.investigated), ("completed", &m.completed), ("next", &m.next_steps)] {
+        if !value.trim().is_empty() {
+            let _ = writeln!(out, "  {label}: {}", one_line(value));
+        }
+    }
+    if !m.files_edited.is_empty() {
+        let _ = writeln!(out, "  files edited: {}", m.files_edited.join(", "));
+    }
+    out
+}
+
+/// An observation as one item: its type and title, then its subtitle.
+fn observation_text(o: &Observation) -> String {
+    let m = &o.memory;
+    let mut out = format!("- {} [{}] {} (#{})\n", format_utc(o.created_at), m.kind, one_line(&m.title), o.id);
+    if !m.subtitle.trim().is_empty() {
+        let _ = writeln!(out, "  {}", one_line(&m.subtitle));
+    }
+    out
+}
+
+/// `text` on one line: runs of whitespace (newlines included) become one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text that grows by whole items while they fit in a number of characters.
+struct Budget {
+    text: String,
+    /// Characters left.
+    left: usize,
+}
+
+impl Budget {
+    fn new(chars: usize) -> Budget {
+        Budget { text: String::new(), left: chars }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Appends `lead` then `item` if both fit; false (and nothing appended) otherwise.
+    fn push(&mut self, lead: &str, item: &str) -> bool {
+        let needed = lead.chars().count() + item.chars().count();
+        if needed > self.left {
+            return false;
+        }
+        self.left -= needed;
+        self.text.push_str(lead);
+        self.text.push_str(item);
+        true
+    }
+
+    fn into_string(self) -> String {
+        self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params;
+
+    use super::*;
+    use crate::store::sessions;
+
+    fn db() -> Connection {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::with_data_dir(dir.path());
+        let conn = store::open_direct(&config, std::time::Duration::from_secs(1)).unwrap();
+        // The file lives on in the connection after the folder's guard is dropped (unlinked on close).
+        drop(dir);
+        conn
+    }
+
+    fn observe(conn: &Connection, session: i64, title: &str, at: i64) {
+        conn.execute(
+            "INSERT INTO observations (session_id, prompt_number, tool_name, type, title, subtitle, created_at)
+             VALUES (?1, 1, 'Edit', 'change', ?2, 'in src/lib.rs', ?3)",
+            params![session, title, at],
+        )
+        .unwrap();
+    }
+
+    fn summarize(conn: &Connection, session: i64, request: &str, at: i64) {
+        conn.execute(
+            "INSERT INTO summaries (session_id, prompt_number, request, investigated, completed, next_steps,
+                 files_edited, created_at) VALUES (?1, 1, ?2, '', 'done it', 'ship it', '[\"a.rs\"]', ?3)",
+            params![session, request, at],
+        )
+        .unwrap();
+    }
+
+    fn active(conn: &Connection, session: i64, at: i64) {
+        conn.execute("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1", params![session, at]).unwrap();
+    }
+
+    #[test]
+    fn newest_first_grouped_by_session_and_cut_at_whole_items() {
+        let conn = db();
+        let old = sessions::ensure(&conn, "old-session", "ledger", 1).unwrap().0.id;
+        let new = sessions::ensure(&conn, "new-session", "ledger", 1).unwrap().0.id;
+        let other = sessions::ensure(&conn, "other", "atlas", 1).unwrap().0.id;
+        observe(&conn, old, "first old change", 1_000);
+        observe(&conn, old, "second old change", 2_000);
+        summarize(&conn, old, "old request", 3_000);
+        observe(&conn, new, "new change", 10_000);
+        summarize(&conn, new, "new request", 11_000);
+        observe(&conn, other, "atlas change", 12_000);
+        active(&conn, old, 3_000);
+        active(&conn, new, 11_000);
+        let empty = sessions::ensure(&conn, "no-memory", "ledger", 1).unwrap().0.id;
+        active(&conn, empty, 99_000);
+
+        let full = build(&conn, "ledger", 10_000).unwrap();
+        let order: Vec<usize> = [
+            "# Recent memory of ledger",
+            "## Session new-session",
+            "new request",
+            "new change",
+            "## Session old-session",
+            "old request",
+            "second old change",
+            "first old change",
+        ]
+        .iter()
+        .map(|needle| full.find(needle).unwrap_or_else(|| panic!("{needle} missing from:\n{full}")))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order:\n{full}");
+        assert!(!full.contains("atlas") && !full.contains("no-memory"), "{full}");
+        assert!(full.contains("  completed: done it\n  next: ship it\n  files edited: a.rs\n"), "{full}");
+
+        // Every budget gives a prefix of the full text made of whole items, never more than the budget.
+        let mut previous = 0;
+        for chars in 0..=full.chars().count() {
+            let cut = build(&conn, "ledger", chars).unwrap();
+            assert!(cut.chars().count() <= chars);
+            assert!(full.starts_with(&cut), "{chars}: {cut}");
+            assert!(cut.is_empty() || cut.ends_with('\n'));
+            let last = cut.lines().last().unwrap_or("- ");
+            assert!(last.starts_with("- ") || last.starts_with("  "), "a heading without an item: {cut}");
+            assert!(cut.len() >= previous);
+            previous = cut.len();
+        }
+        let one = build(&conn, "ledger", 200).unwrap();
+        assert!(one.contains("new request") && !one.contains("new change") && !one.contains("old-session"), "{one}");
+        assert_eq!(build(&conn, "nothing-here", 1000).unwrap(), "");
+    }
+}
