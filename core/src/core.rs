@@ -73,6 +73,10 @@ pub struct Settings {
     pub skip_tools: HashSet<String>,
     /// Projects whose events are skipped (`exclude_projects`).
     pub exclude_projects: globset::GlobSet,
+    /// The most characters of context a session start gets.
+    pub context_chars: usize,
+    /// Whether a prompt gets the project's related older memory as context.
+    pub prompt_context: bool,
     /// Global cap on concurrent provider calls.
     pub max_concurrent_provider_calls: usize,
     /// Where "now" comes from: the system clock, or tokio's (paused) clock in tests.
@@ -94,6 +98,8 @@ impl From<&Config> for Settings {
             exclude_projects: crate::project::exclusions(&c.exclude_projects)
                 .unwrap_or_else(|_| globset::GlobSet::empty()),
             max_concurrent_provider_calls: c.max_concurrent_provider_calls.max(1),
+            context_chars: c.context_chars.min(crate::config::CONTEXT_CHARS_MAX),
+            prompt_context: c.prompt_context,
             clock: Clock::system(),
         }
     }

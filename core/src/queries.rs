@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::core::{Result, Settings};
 use crate::memory::{Observation, Summary};
 use crate::queue::message::MessageInfo;
+use crate::recall::context;
 use crate::status::Status;
 use crate::store::messages::MessageFilter;
 use crate::store::search::{self, Hit, SearchQuery};
@@ -128,6 +129,40 @@ impl Queries {
     /// Memory matching `query`, best first (see [`search::search`]).
     pub async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
         Ok(self.store.read(move |c| search::search(c, &query)).await?)
+    }
+
+    /// The configured session-start budget and whether prompts get related memory.
+    pub fn recall_settings(&self) -> (usize, bool) {
+        (self.settings.context_chars, self.settings.prompt_context)
+    }
+
+    /// The context a session of `project` starts with (see `recall::context::session_start`): `source` is
+    /// Claude Code's SessionStart `source`, `agent_session_id` the session starting.
+    pub async fn session_start_context(
+        &self,
+        project: String,
+        chars: usize,
+        source: Option<String>,
+        agent_session_id: String,
+    ) -> Result<String> {
+        Ok(self
+            .store
+            .read(move |c| {
+                let start = context::Start::of(source.as_deref(), &agent_session_id);
+                context::session_start(c, &project, chars, start)
+            })
+            .await?)
+    }
+
+    /// What the project's older memory says about a prompt (see `recall::context::prompt_recall`).
+    pub async fn prompt_recall(
+        &self,
+        project: String,
+        prompt: String,
+        agent_session_id: String,
+        chars: usize,
+    ) -> Result<String> {
+        Ok(self.store.read(move |c| context::prompt_recall(c, &project, &prompt, &agent_session_id, chars)).await?)
     }
 
     /// Sessions with a known transcript that are active or were active since `since` (ms).

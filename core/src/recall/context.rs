@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::dates::format_utc;
 use crate::memory::{Observation, Summary};
-use crate::store::{self, memories};
+use crate::store::{self, memories, search, sessions};
 
 /// Sessions looked at, most recently active first.
 const SESSIONS: u32 = 10;
@@ -26,12 +26,31 @@ const OBSERVATIONS_PER_SESSION: u32 = 30;
 /// # Errors
 /// The store's, when reading fails.
 pub fn build(conn: &Connection, project: &str, chars: usize) -> store::Result<String> {
+    build_filtered(conn, project, chars, Filter::default())
+}
+
+/// What [`build_filtered`] leaves out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Filter {
+    /// Only memory made after this time (ms).
+    since: Option<i64>,
+    /// Not this session's (row id).
+    exclude_session: Option<i64>,
+}
+
+fn build_filtered(conn: &Connection, project: &str, chars: usize, filter: Filter) -> store::Result<String> {
     let mut text = Budget::new(chars);
     let heading = format!("# Recent memory of {project} (newest first)\n");
+    let newer = |at: i64| filter.since.is_none_or(|since| at > since);
     for session in memories::sessions_with_memory(conn, project, SESSIONS)? {
+        if Some(session.id) == filter.exclude_session || !newer(session.last_activity_at) {
+            continue;
+        }
         let mut summaries = memories::summaries_of(conn, session.id)?;
+        summaries.retain(|s| newer(s.created_at));
         summaries.reverse();
-        let observations = memories::latest_observations_of(conn, session.id, OBSERVATIONS_PER_SESSION)?;
+        let mut observations = memories::latest_observations_of(conn, session.id, OBSERVATIONS_PER_SESSION)?;
+        observations.retain(|o| newer(o.created_at));
         let items = summaries.iter().map(summary_text).chain(observations.iter().map(observation_text));
         let mut header = Some(format!(
             "\n## Session {} (last active {})\n",
@@ -46,6 +65,101 @@ pub fn build(conn: &Connection, project: &str, chars: usize) -> store::Result<St
                 return Ok(text.into_string());
             }
             header = None;
+        }
+    }
+    Ok(text.into_string())
+}
+
+/// How a session started, as Claude Code's SessionStart `source` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// `startup`, `clear` or `compact`: the agent knows nothing of the project's past.
+    Fresh,
+    /// `resume`: the agent has its own session's history; only what others did since is news.
+    Resume {
+        /// The resumed session (the agent's id).
+        agent_session_id: &'a str,
+    },
+}
+
+impl Start<'_> {
+    /// The start a SessionStart `source` names (`resume`; anything else is fresh).
+    pub fn of<'a>(source: Option<&str>, agent_session_id: &'a str) -> Start<'a> {
+        if source == Some("resume") { Start::Resume { agent_session_id } } else { Start::Fresh }
+    }
+}
+
+/// The line that closes a session-start context: where to find more.
+const MORE: &str = "\nMore from memtray: the MCP tools search, timeline and get_observations \
+                    (mcp__memtray__search, ...).\n";
+
+/// The context a session start gets, within `chars`: for a fresh start the project's recent memory
+/// ([`build`]); for a resumed one only what the project's other sessions remembered since that session was
+/// last active. Either ends with a line on the MCP tools. Empty when there is nothing to tell (nothing is
+/// then printed at all).
+///
+/// # Errors
+/// The store's, when reading fails.
+pub fn session_start(conn: &Connection, project: &str, chars: usize, start: Start<'_>) -> store::Result<String> {
+    let filter = match start {
+        Start::Fresh => Filter::default(),
+        Start::Resume { agent_session_id } => match sessions::find(conn, agent_session_id)? {
+            Some(session) => Filter { since: Some(session.last_activity_at), exclude_session: Some(session.id) },
+            None => Filter::default(),
+        },
+    };
+    let more = MORE.chars().count();
+    let mut text = build_filtered(conn, project, chars.saturating_sub(more), filter)?;
+    if !text.is_empty() {
+        text.push_str(MORE);
+    }
+    Ok(text)
+}
+
+/// What the project's older memory says about `prompt`: the best few matches of its words among the
+/// observations and summaries of the project's other sessions, as a short list within `chars`. Empty when
+/// nothing matches.
+///
+/// # Errors
+/// The store's, when reading fails.
+pub fn prompt_recall(
+    conn: &Connection,
+    project: &str,
+    prompt: &str,
+    agent_session_id: &str,
+    chars: usize,
+) -> store::Result<String> {
+    // Words worth matching, each quoted (no FTS syntax from the prompt), any of them.
+    let mut words: Vec<String> = prompt
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| w.chars().count() >= 4)
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words.truncate(12);
+    if words.is_empty() {
+        return Ok(String::new());
+    }
+    let expression = words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR ");
+    let query = search::SearchQuery {
+        text: expression,
+        syntax: search::Syntax::Fts5,
+        project: Some(project.to_string()),
+        observation_type: None,
+        kinds: vec![search::Kind::Observation, search::Kind::Summary],
+        since: None,
+        limit: 8,
+        offset: 0,
+    };
+    let mut text = Budget::new(chars);
+    let heading = "# memtray: related memory from earlier sessions\n".to_string();
+    for hit in search::search(conn, &query)?.into_iter().filter(|h| h.agent_session_id != agent_session_id) {
+        let kind = hit.observation_type.as_deref().unwrap_or(hit.kind.as_str());
+        let item = format!("- {} [{kind}] {} (#{})\n", format_utc(hit.created_at), one_line(&hit.title), hit.id);
+        let lead = if text.is_empty() { heading.clone() } else { String::new() };
+        if !text.push(&lead, &item) {
+            break;
         }
     }
     Ok(text.into_string())
