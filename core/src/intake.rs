@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::{CoreError, Result, Settings};
 use crate::events::{Event, Events};
-use crate::privacy;
+use crate::privacy::Privacy;
 use crate::queue::Waker;
 use crate::queue::message::{Payload, SummaryRequest, ToolUse};
 use crate::status::StatusTrigger;
@@ -114,6 +114,7 @@ fn fill(
     session: &sessions::Session,
     backfill: Backfill,
     skip_tools: &std::collections::HashSet<String>,
+    privacy: &Privacy,
     now: i64,
 ) -> crate::store::Result<Backfilled> {
     let mut done = Backfilled::default();
@@ -134,7 +135,7 @@ fn fill(
             done.renumbered = moves.len();
         }
         for (i, prompt) in backfill.prompts.iter().enumerate() {
-            let text = privacy::strip_prompt(&prompt.text);
+            let text = privacy.prompt(&prompt.text);
             private[i] = text.is_none();
             let number = i as i64 + 1;
             if sessions::restore_prompt(c, session.id, number, text.as_deref(), &prompt.key, now)? {
@@ -162,11 +163,7 @@ fn fill(
                 if is_private || skip_tools.contains(&tool.tool_name) {
                     continue;
                 }
-                privacy::strip_json(&mut tool.tool_input);
-                privacy::strip_json(&mut tool.tool_response);
-                if let Some(error) = &mut tool.error {
-                    *error = privacy::strip(error).into_owned();
-                }
+                scrub_tool(privacy, &mut tool);
                 let payload = Payload::Observation(tool);
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
@@ -181,8 +178,7 @@ fn fill(
                 if messages::refile(c, session.id, &key, number)? {
                     done.refiled += 1;
                 }
-                request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
-                request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
+                scrub_summary(privacy, &mut request);
                 let payload = Payload::Summarize(request);
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
@@ -195,6 +191,22 @@ fn fill(
         sessions::set_transcript_seen(c, session.id, bytes)?;
     }
     Ok(done)
+}
+
+/// A tool use as it may be stored: private parts removed and secrets redacted from what the tool was given,
+/// what it answered and its error. Its name, folder and ids are metadata and stay as sent.
+fn scrub_tool(privacy: &Privacy, tool: &mut ToolUse) {
+    privacy.json(&mut tool.tool_input);
+    privacy.json(&mut tool.tool_response);
+    if let Some(error) = &mut tool.error {
+        privacy.text_in_place(error);
+    }
+}
+
+/// A summarize request as it may be stored.
+fn scrub_summary(privacy: &Privacy, request: &mut SummaryRequest) {
+    privacy.text_in_place(&mut request.last_user_message);
+    privacy.text_in_place(&mut request.last_assistant_message);
 }
 
 /// The handle to intake; clone freely.
@@ -236,7 +248,7 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Initialized> {
         self.accepting()?;
-        let prompt = prompt.map(privacy::strip_prompt);
+        let prompt = prompt.map(|p| self.inner.settings.privacy.prompt(p));
         let private = matches!(prompt, Some(None));
         let (session, recorded) = self
             .in_session(agent_session_id, project, move |c, session, now| {
@@ -268,8 +280,7 @@ impl Intake {
         if self.inner.settings.skip_tools.contains(&tool.tool_name) {
             return Ok(Queued::Skipped(SkipReason::SkippedTool));
         }
-        privacy::strip_json(&mut tool.tool_input);
-        privacy::strip_json(&mut tool.tool_response);
+        scrub_tool(&self.inner.settings.privacy, &mut tool);
         let key = idempotency_key.or_else(|| tool.tool_use_id.clone());
         let tool_name = tool.tool_name.clone();
         let (queued, _) = self.enqueue(agent_session_id, project, Payload::Observation(tool), key, true).await?;
@@ -288,8 +299,7 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
-        request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
-        request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
+        scrub_summary(&self.inner.settings.privacy, &mut request);
         let (queued, project) =
             self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
         if let Queued::New { session_id, message_id } = queued {
@@ -352,13 +362,12 @@ impl Intake {
         tools: Vec<ToolUse>,
     ) -> Result<usize> {
         self.accepting()?;
-        let skip = &self.inner.settings.skip_tools;
+        let (skip, privacy) = (&self.inner.settings.skip_tools, &self.inner.settings.privacy);
         let payloads: Vec<(Option<String>, Payload)> = tools
             .into_iter()
             .filter(|t| !skip.contains(&t.tool_name))
             .map(|mut t| {
-                privacy::strip_json(&mut t.tool_input);
-                privacy::strip_json(&mut t.tool_response);
+                scrub_tool(privacy, &mut t);
                 (t.tool_use_id.clone(), Payload::Observation(t))
             })
             .collect();
@@ -395,6 +404,7 @@ impl Intake {
         let project = project.to_string();
         let clock = self.inner.settings.clock;
         let skip = self.inner.settings.skip_tools.clone();
+        let privacy = self.inner.settings.privacy.clone();
         let (session, created, done) = self
             .inner
             .store
@@ -404,7 +414,7 @@ impl Intake {
                     Some(session) => (session, false),
                     None => sessions::ensure(c, &agent, &project, now)?,
                 };
-                let done = fill(c, &session, backfill, &skip, now)?;
+                let done = fill(c, &session, backfill, &skip, &privacy, now)?;
                 Ok((session, created, done))
             })
             .await?;
@@ -450,6 +460,11 @@ impl Intake {
     /// Removes an inbox event once it was taken in.
     pub async fn inbox_remove(&self, id: i64) -> Result<()> {
         Ok(self.inner.store.write(move |c| inbox::remove(c, id)).await?)
+    }
+
+    /// After inbox events were removed: the WAL is checkpointed and truncated so their raw text leaves no copy.
+    pub async fn inbox_wipe(&self) {
+        self.inner.store.wipe_after_delete().await;
     }
 
     /// True when the hook inbox holds events.

@@ -15,7 +15,8 @@
 //!     `faults`).
 //!   - [`queries`]: read-only views for the API and the inspector.
 //!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
-//!   - [`privacy`]: `<private>` removal before anything is stored; [`project`]: a project name from a folder.
+//!   - [`privacy`]: `<private>` removal and, through [`redact`], secret redaction before anything is stored;
+//!     [`project`]: a project name from a folder.
 //! - Surfaces
 //!   - [`api`]: the HTTP routes (claude-mem compatible intake, Claude Code's hooks, the inspector API, the
 //!     event stream, the embedded web UI from the top-level `ui/` folder) and how errors become answers.
@@ -39,6 +40,7 @@ pub mod privacy;
 pub mod project;
 pub mod queries;
 pub mod queue;
+pub mod redact;
 pub mod server;
 pub mod status;
 pub mod store;
