@@ -4,11 +4,10 @@
 //! only these two routes. Every answer carries a same-origin-only Content-Security-Policy (no inline
 //! script) and `Cache-Control: no-cache`, so a new binary's UI is picked up on the next load.
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiPath};
 
 /// Same origin for everything, no inline script or style, no plugins, no framing, no form posts.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -70,7 +69,7 @@ pub(super) async fn index() -> Response {
 }
 
 /// `GET /ui/{file}`: a script, the stylesheet or the icon.
-pub(super) async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn asset(ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
     find(&name).map(respond).ok_or(ApiError::NotFound("UI file"))
 }
 
