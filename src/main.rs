@@ -94,6 +94,12 @@ fn serve() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Many held connections must not starve the database of file descriptors: the soft limit goes to the hard.
+    match memtray_core::server::raise_open_files_limit() {
+        Ok((before, after)) if before != after => tracing::debug!(?before, ?after, "raised the open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let (config, paths) = Config::load()?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;

@@ -85,6 +85,13 @@ impl Shell {
 /// Starts the desktop app and runs it until Quit.
 pub fn run() -> anyhow::Result<()> {
     init_logging();
+    // The embedded server holds a connection per hook beside its database: the soft open-files limit goes to
+    // the hard one, as for `memtray serve`.
+    match memtray_core::server::raise_open_files_limit() {
+        Ok((before, after)) if before != after => tracing::debug!(?before, ?after, "raised the open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let (config, paths) = Config::load().context("cannot read the configuration")?;
     let at_login = std::env::args().any(|a| a == autostart::ARG);
     let app = tauri::Builder::default()
