@@ -40,6 +40,8 @@ const OCCUPANT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESERVED_FILES: u64 = 256;
 /// The fewest connections served whatever the open-files limit says.
 const MIN_CONNECTIONS: usize = 16;
+/// The accept queue's length (the kernel caps it at `net.core.somaxconn`, 4096 on current Linux).
+const BACKLOG: u32 = 4096;
 /// How long the accept loop pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -270,8 +272,18 @@ pub fn raise_open_files_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
     Ok((None, None))
 }
 
+/// Binds loopback with a long accept queue: connections that arrive faster than they are taken (a burst, or
+/// the connection cap reached) wait there rather than have their SYN dropped and retried a second later.
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    socket.listen(BACKLOG)
+}
+
 async fn bind(port: u16) -> Result<TcpListener, ServerError> {
-    match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+    match listen(port) {
         Ok(listener) => Ok(listener),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             Err(match Client::with_timeout(port, OCCUPANT_TIMEOUT).health().await {
