@@ -203,6 +203,44 @@ fn scrub_tool(privacy: &Privacy, tool: &mut ToolUse) {
     }
 }
 
+/// Above this much text an event is scrubbed on the blocking pool: redacting 1 MiB takes a few milliseconds,
+/// too long for an async worker; below it the hop would cost more than the work.
+const SCRUB_INLINE_BYTES: usize = 64 * 1024;
+
+/// The text in a JSON value (strings and keys), counted without copying.
+fn text_len(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(items) => items.iter().map(text_len).sum(),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_len(v)).sum(),
+        _ => 0,
+    }
+}
+
+/// Runs `scrub` on `item` here when it is small, else on the blocking pool.
+async fn scrubbed<T: Send + 'static>(
+    privacy: &Privacy,
+    mut item: T,
+    len: usize,
+    scrub: fn(&Privacy, &mut T),
+) -> Result<T> {
+    if len <= SCRUB_INLINE_BYTES {
+        scrub(privacy, &mut item);
+        return Ok(item);
+    }
+    let privacy = privacy.clone();
+    tokio::task::spawn_blocking(move || {
+        scrub(&privacy, &mut item);
+        item
+    })
+    .await
+    .map_err(|_| CoreError::ShuttingDown)
+}
+
+fn tool_len(tool: &ToolUse) -> usize {
+    text_len(&tool.tool_input) + text_len(&tool.tool_response) + tool.error.as_ref().map_or(0, String::len)
+}
+
 /// A summarize request as it may be stored.
 fn scrub_summary(privacy: &Privacy, request: &mut SummaryRequest) {
     privacy.text_in_place(&mut request.last_user_message);
@@ -248,7 +286,18 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Initialized> {
         self.accepting()?;
-        let prompt = prompt.map(|p| self.inner.settings.privacy.prompt(p));
+        let privacy = &self.inner.settings.privacy;
+        let prompt = match prompt {
+            Some(p) if p.len() > SCRUB_INLINE_BYTES => {
+                let (privacy, p) = (privacy.clone(), p.to_string());
+                Some(
+                    tokio::task::spawn_blocking(move || privacy.prompt(&p))
+                        .await
+                        .map_err(|_| CoreError::ShuttingDown)?,
+                )
+            }
+            p => p.map(|p| privacy.prompt(p)),
+        };
         let private = matches!(prompt, Some(None));
         let (session, recorded) = self
             .in_session(agent_session_id, project, move |c, session, now| {
@@ -273,14 +322,15 @@ impl Intake {
         &self,
         agent_session_id: &str,
         project: &str,
-        mut tool: ToolUse,
+        tool: ToolUse,
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
         if self.inner.settings.skip_tools.contains(&tool.tool_name) {
             return Ok(Queued::Skipped(SkipReason::SkippedTool));
         }
-        scrub_tool(&self.inner.settings.privacy, &mut tool);
+        let len = tool_len(&tool);
+        let tool = scrubbed(&self.inner.settings.privacy, tool, len, scrub_tool).await?;
         let key = idempotency_key.or_else(|| tool.tool_use_id.clone());
         let tool_name = tool.tool_name.clone();
         let (queued, _) = self.enqueue(agent_session_id, project, Payload::Observation(tool), key, true).await?;
@@ -295,11 +345,12 @@ impl Intake {
         &self,
         agent_session_id: &str,
         project: &str,
-        mut request: SummaryRequest,
+        request: SummaryRequest,
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
-        scrub_summary(&self.inner.settings.privacy, &mut request);
+        let len = request.last_user_message.len() + request.last_assistant_message.len();
+        let request = scrubbed(&self.inner.settings.privacy, request, len, scrub_summary).await?;
         let (queued, project) =
             self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
         if let Queued::New { session_id, message_id } = queued {
@@ -362,15 +413,15 @@ impl Intake {
         tools: Vec<ToolUse>,
     ) -> Result<usize> {
         self.accepting()?;
-        let (skip, privacy) = (&self.inner.settings.skip_tools, &self.inner.settings.privacy);
-        let payloads: Vec<(Option<String>, Payload)> = tools
-            .into_iter()
-            .filter(|t| !skip.contains(&t.tool_name))
-            .map(|mut t| {
-                scrub_tool(privacy, &mut t);
-                (t.tool_use_id.clone(), Payload::Observation(t))
-            })
-            .collect();
+        let skip = &self.inner.settings.skip_tools;
+        let tools: Vec<ToolUse> = tools.into_iter().filter(|t| !skip.contains(&t.tool_name)).collect();
+        let len = tools.iter().map(tool_len).sum();
+        let tools = scrubbed(&self.inner.settings.privacy, tools, len, |p, tools| {
+            tools.iter_mut().for_each(|t| scrub_tool(p, t))
+        })
+        .await?;
+        let payloads: Vec<(Option<String>, Payload)> =
+            tools.into_iter().map(|t| (t.tool_use_id.clone(), Payload::Observation(t))).collect();
         if payloads.is_empty() {
             return Ok(0);
         }

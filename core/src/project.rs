@@ -91,7 +91,7 @@ fn git_top(cwd: &str) -> Option<String> {
             top = Some(name);
         }
     }
-    top.map(|name| last_component(name))
+    top.map(last_component)
 }
 
 #[cfg(not(unix))]
