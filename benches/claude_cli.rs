@@ -27,11 +27,8 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = memtray(dir.path(), 0)
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn memtray serve");
+        let mut child =
+            memtray(dir.path(), 0).arg("serve").stdout(Stdio::piped()).spawn().expect("spawn memtray serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
@@ -144,7 +141,10 @@ fn events(session: &str, transcript: &Path, i: usize) -> Vec<(&'static str, Valu
     };
     vec![
         ("SessionStart", with("SessionStart", json!({"source": "startup"}))),
-        ("UserPromptSubmit", with("UserPromptSubmit", json!({"prompt": "Look at the repo", "prompt_id": format!("p{i}")}))),
+        (
+            "UserPromptSubmit",
+            with("UserPromptSubmit", json!({"prompt": "Look at the repo", "prompt_id": format!("p{i}")})),
+        ),
         (
             "PostToolUse",
             with(

@@ -159,11 +159,17 @@ fn reconciliation(durability: Durability) {
         let started = Instant::now();
         let transcript = transcript::read(&path).unwrap();
         let read = started.elapsed();
-        let queued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript).await.unwrap();
+        let queued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript, reconcile::Reader::Session)
+            .await
+            .unwrap()
+            .observations;
         let first = started.elapsed();
         let again = Instant::now();
         let transcript = transcript::read(&path).unwrap();
-        let requeued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript).await.unwrap();
+        let requeued = reconcile::reconcile(core.intake(), "s", "ledger", "/p", &transcript, reconcile::Reader::Session)
+            .await
+            .unwrap()
+            .observations;
         let second = again.elapsed();
         assert_eq!((queued, requeued), (tool_uses, 0));
         println!(

@@ -106,7 +106,7 @@ fn seed(data_dir: &Path) -> Duration {
                     files_read: vec![file.clone()],
                     files_modified: if tool == "Edit" { vec![file] } else { Vec::new() },
                 };
-                memories::insert_observations(&tx, session.id, message_id, prompt, tool, &[observation], at + 40)
+                memories::insert_observations(&tx, session.id, message_id, prompt, tool, None, &[observation], at + 40)
                     .expect("observation");
             }
             if s % 10 != 0 {

@@ -90,6 +90,7 @@ pub struct SummaryRequest {
 
 /// A message's payload, as stored (JSON in the `payload` column, the kind in `kind`).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "most payloads are observations; boxing them would buy nothing")]
 pub enum Payload {
     /// For `MessageKind::Observation`.
     Observation(ToolUse),

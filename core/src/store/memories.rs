@@ -17,6 +17,7 @@ fn parse_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Stores a message's observations (ordinal = position); `subagent` labels a subagent's tool use.
+#[allow(clippy::too_many_arguments, reason = "one row's columns, passed as they are")]
 pub fn insert_observations(
     conn: &Connection,
     session_id: i64,
