@@ -150,7 +150,7 @@ fn fill(
     };
     for item in backfill.items {
         match item {
-            BackfillItem::Tool { mut tool, prompt } => {
+            BackfillItem::Tool { tool, prompt } => {
                 let Some(key) = tool.tool_use_id.clone() else { continue };
                 let number = number_of(prompt);
                 if trusted && messages::refile(c, session.id, &key, number)? {
@@ -163,14 +163,13 @@ fn fill(
                 if is_private || skip_tools.contains(&tool.tool_name) {
                     continue;
                 }
-                scrub_tool(privacy, &mut tool);
                 let payload = Payload::Observation(tool);
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
                     done.observations += 1;
                 }
             }
-            BackfillItem::Summary { mut request, prompt, key } => {
+            BackfillItem::Summary { request, prompt, key } => {
                 if !trusted {
                     continue;
                 }
@@ -178,7 +177,6 @@ fn fill(
                 if messages::refile(c, session.id, &key, number)? {
                     done.refiled += 1;
                 }
-                scrub_summary(privacy, &mut request);
                 let payload = Payload::Summarize(request);
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
@@ -235,6 +233,20 @@ async fn scrubbed<T: Send + 'static>(
     })
     .await
     .map_err(|_| CoreError::ShuttingDown)
+}
+
+fn backfill_item_len(item: &BackfillItem) -> usize {
+    match item {
+        BackfillItem::Tool { tool, .. } => tool_len(tool),
+        BackfillItem::Summary { request, .. } => request.last_user_message.len() + request.last_assistant_message.len(),
+    }
+}
+
+fn scrub_backfill_item(privacy: &Privacy, item: &mut BackfillItem) {
+    match item {
+        BackfillItem::Tool { tool, .. } => scrub_tool(privacy, tool),
+        BackfillItem::Summary { request, .. } => scrub_summary(privacy, request),
+    }
 }
 
 fn tool_len(tool: &ToolUse) -> usize {
@@ -449,12 +461,20 @@ impl Intake {
     /// own numbers (and those it numbered wrong are renumbered, with what was filed under them); tool uses and
     /// turn summaries it lacks are queued in transcript order under their prompt; tool uses filed under the
     /// wrong prompt move. A session is created if new but never reopened: filling in history is not activity.
-    pub async fn backfill(&self, agent_session_id: &str, project: &str, backfill: Backfill) -> Result<Backfilled> {
+    pub async fn backfill(&self, agent_session_id: &str, project: &str, mut backfill: Backfill) -> Result<Backfilled> {
         self.accepting()?;
         let agent = agent_session_id.to_string();
         let project = project.to_string();
         let clock = self.inner.settings.clock;
         let skip = self.inner.settings.skip_tools.clone();
+        // Tool uses and turns are scrubbed before the write: not inside the writer's transaction, where every
+        // other write would wait for it. Prompts are scrubbed inside: whether one is entirely private decides
+        // how its tool uses are filed.
+        let len = backfill.items.iter().map(backfill_item_len).sum();
+        backfill.items = scrubbed(&self.inner.settings.privacy, backfill.items, len, |p, items| {
+            items.iter_mut().for_each(|item| scrub_backfill_item(p, item))
+        })
+        .await?;
         let privacy = self.inner.settings.privacy.clone();
         let (session, created, done) = self
             .inner
