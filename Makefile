@@ -70,6 +70,7 @@ bench: test-deps
 	$(CARGO) bench --bench claude_cli
 	$(CARGO) bench --bench inspector
 	$(CARGO) bench --bench search
+	$(CARGO) bench --bench guards
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py

@@ -142,6 +142,12 @@ fn serve() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Many held connections must not starve the database of file descriptors: the soft limit goes to the hard.
+    match memtray_core::server::raise_open_files_limit() {
+        Ok((before, after)) if before != after => tracing::debug!(?before, ?after, "raised the open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let (config, paths) = Config::load()?;
     paths.restrict_existing().context("cannot make memtray's files private")?;
     let secret = Secret::load_or_create(&paths.state_dir)?;

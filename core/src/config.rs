@@ -37,12 +37,20 @@ pub enum ConfigError {
         /// What was expected.
         expected: &'static str,
     },
+    /// An extra redaction pattern is not a valid regular expression.
+    #[error("invalid pattern {pattern:?} in redact_patterns: {source}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why it does not compile.
+        source: Box<regex::Error>,
+    },
     /// No home directory could be found to derive the default paths from.
     #[error("no home directory: set MEMTRAY_DATA_DIR and MEMTRAY_CONFIG")]
     NoHome,
     /// A pattern of `exclude_projects` is not a glob.
     #[error("invalid pattern in exclude_projects: {0}")]
-    Pattern(#[from] globset::Error),
+    Glob(#[from] globset::Error),
 }
 
 /// How hard the commit that acknowledges a message is pushed to disk.
@@ -105,6 +113,18 @@ pub struct Config {
     /// Desktop notifications when a summary is ready or a message fails (the desktop app only; its tray
     /// checkbox overrides this once used).
     pub notifications: bool,
+    /// Replace well-known secret shapes (API keys, tokens, passwords, private keys) with `[REDACTED:kind]`
+    /// before anything is stored.
+    pub redact: bool,
+    /// Extra regular expressions to redact (`[REDACTED:custom]`); a group named `secret` limits the
+    /// replacement to that part of the match.
+    pub redact_patterns: Vec<String>,
+    /// A connection that has not sent a whole request head within this is closed (slowloris); so is an idle
+    /// keep-alive connection.
+    pub header_read_timeout_ms: u64,
+    /// Cap on open connections (further ones wait in the kernel's backlog until one closes); lowered to fit
+    /// the open-files limit.
+    pub max_connections: usize,
 }
 
 /// The tools skipped by default: bookkeeping tools whose events carry no memory.
@@ -136,6 +156,10 @@ impl Default for Config {
             fault_provider_delay_ms: 0,
             fault_fail_tools: Vec::new(),
             notifications: true,
+            redact: true,
+            redact_patterns: Vec::new(),
+            header_read_timeout_ms: 10_000,
+            max_connections: 4096,
         }
     }
 }
@@ -199,6 +223,10 @@ impl Config {
         config.apply_env(&env)?;
         crate::project::exclusions(&config.exclude_projects)?;
         config.context_chars = config.context_chars.min(CONTEXT_CHARS_MAX);
+        for pattern in &config.redact_patterns {
+            regex::Regex::new(pattern)
+                .map_err(|source| ConfigError::Pattern { pattern: pattern.clone(), source: Box::new(source) })?;
+        }
         if config.data_dir.as_os_str().is_empty() {
             config.data_dir = dirs.as_ref().ok_or(ConfigError::NoHome)?.data_dir().to_path_buf();
         }
@@ -282,12 +310,24 @@ impl Config {
         list(env, "MEMTRAY_EXCLUDE_PROJECTS", &mut self.exclude_projects);
         num(env, "MEMTRAY_CONTEXT_CHARS", &mut self.context_chars)?;
         flag(env, "MEMTRAY_PROMPT_CONTEXT", &mut self.prompt_context)?;
+        flag(env, "MEMTRAY_REDACT", &mut self.redact)?;
+        if let Some(value) = env("MEMTRAY_REDACT_PATTERNS") {
+            // One pattern per line: a pattern may hold commas.
+            self.redact_patterns = value.lines().map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        }
+        num(env, "MEMTRAY_HEADER_READ_TIMEOUT_MS", &mut self.header_read_timeout_ms)?;
+        num(env, "MEMTRAY_MAX_CONNECTIONS", &mut self.max_connections)?;
         Ok(())
     }
 
     /// The linger timeout as a duration.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    /// The header-read timeout as a duration (at least 1 ms).
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
     }
 
     /// The stuck threshold as a duration.
@@ -333,6 +373,21 @@ mod tests {
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         let err = load("", &[("MEMTRAY_DURABILITY", "extreme")]).unwrap_err();
         assert!(err.to_string().contains("full or normal"), "{err}");
+    }
+
+    #[test]
+    fn redaction_is_on_by_default_and_its_patterns_are_checked() {
+        let c = load("", &[]).unwrap();
+        assert!(c.redact);
+        assert!(c.redact_patterns.is_empty());
+        let c = load("redact_patterns = [\"acme-[0-9]{6}\"]\n", &[("MEMTRAY_REDACT", "0")]).unwrap();
+        assert!(!c.redact);
+        assert_eq!(c.redact_patterns, ["acme-[0-9]{6}"]);
+        let err = load("redact_patterns = [\"(unclosed\"]\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Pattern { .. }), "{err}");
+        assert!(err.to_string().contains("(unclosed"), "{err}");
+        let err = load("", &[("MEMTRAY_REDACT", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("MEMTRAY_REDACT"), "{err}");
     }
 
     #[test]

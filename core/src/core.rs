@@ -19,8 +19,10 @@ use crate::config::Config;
 use crate::events::{Event, Events, Updates};
 use crate::intake::Intake;
 use crate::memory::provider::{self, Provider, ProviderConfigError};
+use crate::privacy::Privacy;
 use crate::queries::Queries;
 use crate::queue::Queue;
+use crate::redact::Redactor;
 use crate::status::{self, Status};
 use crate::store::{Store, StoreError, Writer, messages};
 
@@ -81,6 +83,8 @@ pub struct Settings {
     pub max_concurrent_provider_calls: usize,
     /// Where "now" comes from: the system clock, or tokio's (paused) clock in tests.
     pub clock: Clock,
+    /// `<private>` removal and secret redaction, applied by intake before anything is stored.
+    pub privacy: Privacy,
 }
 
 impl From<&Config> for Settings {
@@ -101,8 +105,18 @@ impl From<&Config> for Settings {
             context_chars: c.context_chars.min(crate::config::CONTEXT_CHARS_MAX),
             prompt_context: c.prompt_context,
             clock: Clock::system(),
+            privacy: Privacy::new(redactor(c)),
         }
     }
+}
+
+/// The configured redaction. A pattern that does not compile (only a configuration built in code can hold one:
+/// [`Config::load`] refuses them) is left out with a warning.
+fn redactor(c: &Config) -> Redactor {
+    Redactor::new(c.redact, &c.redact_patterns).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "an extra redaction pattern does not compile; redacting the built-in shapes only");
+        Redactor::new(c.redact, &[]).expect("the built-in patterns compile")
+    })
 }
 
 /// The running core. Dropping it without [`Core::stop`] leaves its tasks running until the runtime ends.
@@ -228,7 +242,10 @@ async fn prune(store: Store, settings: Arc<Settings>, stopping: CancellationToke
         let before = settings.clock.now_ms() - retention_ms;
         match store.write(move |c| messages::prune(c, before)).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "pruned processed messages past retention"),
+            Ok(n) => {
+                tracing::info!(pruned = n, "pruned processed messages past retention");
+                store.wipe_after_delete().await;
+            }
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
         tokio::select! {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::{CoreError, Result, Settings};
 use crate::events::{Event, Events};
-use crate::privacy;
+use crate::privacy::Privacy;
 use crate::queue::Waker;
 use crate::queue::message::{Payload, SummaryRequest, ToolUse};
 use crate::status::StatusTrigger;
@@ -119,6 +119,7 @@ fn fill(
     session: &sessions::Session,
     backfill: Backfill,
     skip_tools: &std::collections::HashSet<String>,
+    privacy: &Privacy,
     now: i64,
 ) -> crate::store::Result<Backfilled> {
     let mut done = Backfilled::default();
@@ -139,7 +140,7 @@ fn fill(
             done.renumbered = moves.len();
         }
         for (i, prompt) in backfill.prompts.iter().enumerate() {
-            let text = privacy::strip_prompt(&prompt.text);
+            let text = privacy.prompt(&prompt.text);
             private[i] = text.is_none();
             let number = i as i64 + 1;
             if sessions::restore_prompt(c, session.id, number, text.as_deref(), &prompt.key, now)? {
@@ -154,7 +155,7 @@ fn fill(
     };
     for item in backfill.items {
         match item {
-            BackfillItem::Tool { mut tool, prompt } => {
+            BackfillItem::Tool { tool, prompt } => {
                 let Some(key) = tool.tool_use_id.clone() else { continue };
                 let number = number_of(prompt);
                 if trusted && messages::refile(c, session.id, &key, number)? {
@@ -167,18 +168,13 @@ fn fill(
                 if is_private || skip_tools.contains(&tool.tool_name) {
                     continue;
                 }
-                privacy::strip_json(&mut tool.tool_input);
-                privacy::strip_json(&mut tool.tool_response);
-                if let Some(error) = &mut tool.error {
-                    *error = privacy::strip(error).into_owned();
-                }
                 let payload = Payload::Observation(Box::new(tool));
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
                     done.observations += 1;
                 }
             }
-            BackfillItem::Summary { mut request, prompt, key } => {
+            BackfillItem::Summary { request, prompt, key } => {
                 if !trusted {
                     continue;
                 }
@@ -186,8 +182,6 @@ fn fill(
                 if messages::refile(c, session.id, &key, number)? {
                     done.refiled += 1;
                 }
-                request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
-                request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
                 let payload = Payload::Summarize(request);
                 if let messages::Enqueued::New(_) = messages::enqueue(c, session.id, &payload, number, Some(&key), now)?
                 {
@@ -200,6 +194,74 @@ fn fill(
         sessions::set_transcript_seen(c, session.id, bytes)?;
     }
     Ok(done)
+}
+
+/// A tool use as it may be stored: private parts removed and secrets redacted from what the tool was given,
+/// what it answered and its error. Its name, folder and ids are metadata and stay as sent.
+fn scrub_tool(privacy: &Privacy, tool: &mut ToolUse) {
+    privacy.json(&mut tool.tool_input);
+    privacy.json(&mut tool.tool_response);
+    if let Some(error) = &mut tool.error {
+        privacy.text_in_place(error);
+    }
+}
+
+/// Above this much text an event is scrubbed on the blocking pool: redacting 1 MiB takes a few milliseconds,
+/// too long for an async worker; below it the hop would cost more than the work.
+const SCRUB_INLINE_BYTES: usize = 64 * 1024;
+
+/// The text in a JSON value (strings and keys), counted without copying.
+fn text_len(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(items) => items.iter().map(text_len).sum(),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_len(v)).sum(),
+        _ => 0,
+    }
+}
+
+/// Runs `scrub` on `item` here when it is small, else on the blocking pool.
+async fn scrubbed<T: Send + 'static>(
+    privacy: &Privacy,
+    mut item: T,
+    len: usize,
+    scrub: fn(&Privacy, &mut T),
+) -> Result<T> {
+    if len <= SCRUB_INLINE_BYTES {
+        scrub(privacy, &mut item);
+        return Ok(item);
+    }
+    let privacy = privacy.clone();
+    tokio::task::spawn_blocking(move || {
+        scrub(&privacy, &mut item);
+        item
+    })
+    .await
+    .map_err(|_| CoreError::ShuttingDown)
+}
+
+fn backfill_item_len(item: &BackfillItem) -> usize {
+    match item {
+        BackfillItem::Tool { tool, .. } => tool_len(tool),
+        BackfillItem::Summary { request, .. } => request.last_user_message.len() + request.last_assistant_message.len(),
+    }
+}
+
+fn scrub_backfill_item(privacy: &Privacy, item: &mut BackfillItem) {
+    match item {
+        BackfillItem::Tool { tool, .. } => scrub_tool(privacy, tool),
+        BackfillItem::Summary { request, .. } => scrub_summary(privacy, request),
+    }
+}
+
+fn tool_len(tool: &ToolUse) -> usize {
+    text_len(&tool.tool_input) + text_len(&tool.tool_response) + tool.error.as_ref().map_or(0, String::len)
+}
+
+/// A summarize request as it may be stored.
+fn scrub_summary(privacy: &Privacy, request: &mut SummaryRequest) {
+    privacy.text_in_place(&mut request.last_user_message);
+    privacy.text_in_place(&mut request.last_assistant_message);
 }
 
 /// The handle to intake; clone freely.
@@ -250,7 +312,18 @@ impl Intake {
                 excluded: true,
             });
         }
-        let prompt = prompt.map(privacy::strip_prompt);
+        let privacy = &self.inner.settings.privacy;
+        let prompt = match prompt {
+            Some(p) if p.len() > SCRUB_INLINE_BYTES => {
+                let (privacy, p) = (privacy.clone(), p.to_string());
+                Some(
+                    tokio::task::spawn_blocking(move || privacy.prompt(&p))
+                        .await
+                        .map_err(|_| CoreError::ShuttingDown)?,
+                )
+            }
+            p => p.map(|p| privacy.prompt(p)),
+        };
         let private = matches!(prompt, Some(None));
         let (session, recorded) = self
             .in_session(agent_session_id, project, move |c, session, now| {
@@ -276,7 +349,7 @@ impl Intake {
         &self,
         agent_session_id: &str,
         project: &str,
-        mut tool: ToolUse,
+        tool: ToolUse,
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
@@ -286,8 +359,8 @@ impl Intake {
         if self.inner.settings.skip_tools.contains(&tool.tool_name) {
             return Ok(Queued::Skipped(SkipReason::SkippedTool));
         }
-        privacy::strip_json(&mut tool.tool_input);
-        privacy::strip_json(&mut tool.tool_response);
+        let len = tool_len(&tool);
+        let tool = scrubbed(&self.inner.settings.privacy, tool, len, scrub_tool).await?;
         let key = idempotency_key.or_else(|| tool.tool_use_id.clone());
         let tool_name = tool.tool_name.clone();
         let (queued, _) =
@@ -303,15 +376,15 @@ impl Intake {
         &self,
         agent_session_id: &str,
         project: &str,
-        mut request: SummaryRequest,
+        request: SummaryRequest,
         idempotency_key: Option<String>,
     ) -> Result<Queued> {
         self.accepting()?;
         if self.excluded(project) {
             return Ok(Queued::Skipped(SkipReason::ExcludedProject));
         }
-        request.last_user_message = privacy::strip(&request.last_user_message).into_owned();
-        request.last_assistant_message = privacy::strip(&request.last_assistant_message).into_owned();
+        let len = request.last_user_message.len() + request.last_assistant_message.len();
+        let request = scrubbed(&self.inner.settings.privacy, request, len, scrub_summary).await?;
         let (queued, project) =
             self.enqueue(agent_session_id, project, Payload::Summarize(request), idempotency_key, false).await?;
         if let Queued::New { session_id, message_id } = queued {
@@ -381,15 +454,14 @@ impl Intake {
             return Ok(0);
         }
         let skip = &self.inner.settings.skip_tools;
-        let payloads: Vec<(Option<String>, Payload)> = tools
-            .into_iter()
-            .filter(|t| !skip.contains(&t.tool_name))
-            .map(|mut t| {
-                privacy::strip_json(&mut t.tool_input);
-                privacy::strip_json(&mut t.tool_response);
-                (t.tool_use_id.clone(), Payload::Observation(Box::new(t)))
-            })
-            .collect();
+        let tools: Vec<ToolUse> = tools.into_iter().filter(|t| !skip.contains(&t.tool_name)).collect();
+        let len = tools.iter().map(tool_len).sum();
+        let tools = scrubbed(&self.inner.settings.privacy, tools, len, |p, tools| {
+            tools.iter_mut().for_each(|t| scrub_tool(p, t))
+        })
+        .await?;
+        let payloads: Vec<(Option<String>, Payload)> =
+            tools.into_iter().map(|t| (t.tool_use_id.clone(), Payload::Observation(Box::new(t)))).collect();
         if payloads.is_empty() {
             return Ok(0);
         }
@@ -417,7 +489,7 @@ impl Intake {
     /// own numbers (and those it numbered wrong are renumbered, with what was filed under them); tool uses and
     /// turn summaries it lacks are queued in transcript order under their prompt; tool uses filed under the
     /// wrong prompt move. A session is created if new but never reopened: filling in history is not activity.
-    pub async fn backfill(&self, agent_session_id: &str, project: &str, backfill: Backfill) -> Result<Backfilled> {
+    pub async fn backfill(&self, agent_session_id: &str, project: &str, mut backfill: Backfill) -> Result<Backfilled> {
         self.accepting()?;
         if self.excluded(project) {
             return Ok(Backfilled::default());
@@ -426,6 +498,15 @@ impl Intake {
         let project = project.to_string();
         let clock = self.inner.settings.clock;
         let skip = self.inner.settings.skip_tools.clone();
+        // Tool uses and turns are scrubbed before the write: not inside the writer's transaction, where every
+        // other write would wait for it. Prompts are scrubbed inside: whether one is entirely private decides
+        // how its tool uses are filed.
+        let len = backfill.items.iter().map(backfill_item_len).sum();
+        backfill.items = scrubbed(&self.inner.settings.privacy, backfill.items, len, |p, items| {
+            items.iter_mut().for_each(|item| scrub_backfill_item(p, item))
+        })
+        .await?;
+        let privacy = self.inner.settings.privacy.clone();
         let (session, created, done) = self
             .inner
             .store
@@ -435,7 +516,7 @@ impl Intake {
                     Some(session) => (session, false),
                     None => sessions::ensure(c, &agent, &project, now)?,
                 };
-                let done = fill(c, &session, backfill, &skip, now)?;
+                let done = fill(c, &session, backfill, &skip, &privacy, now)?;
                 Ok((session, created, done))
             })
             .await?;
@@ -481,6 +562,11 @@ impl Intake {
     /// Removes an inbox event once it was taken in.
     pub async fn inbox_remove(&self, id: i64) -> Result<()> {
         Ok(self.inner.store.write(move |c| inbox::remove(c, id)).await?)
+    }
+
+    /// After inbox events were removed: the WAL is checkpointed and truncated so their raw text leaves no copy.
+    pub async fn inbox_wipe(&self) {
+        self.inner.store.wipe_after_delete().await;
     }
 
     /// True when the hook inbox holds events.

@@ -16,7 +16,8 @@
 //!     `faults`).
 //!   - [`queries`]: read-only views for the API and the inspector, search included.
 //!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
-//!   - [`privacy`]: `<private>` removal before anything is stored; [`project`]: a project name from a folder.
+//!   - [`privacy`]: `<private>` removal and, through [`redact`], secret redaction before anything is stored;
+//!     [`project`]: a project name from a folder.
 //! - Surfaces
 //!   - [`api`]: the HTTP routes (claude-mem compatible intake, Claude Code's hooks, the inspector API, the
 //!     event stream, the embedded web UI from the top-level `ui/` folder) and how errors become answers.
@@ -44,6 +45,7 @@ pub mod project;
 pub mod queries;
 pub mod queue;
 pub mod recall;
+pub mod redact;
 pub mod secret;
 pub mod server;
 pub mod status;

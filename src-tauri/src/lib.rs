@@ -87,6 +87,13 @@ impl Shell {
 pub fn run() -> anyhow::Result<()> {
     init_logging();
     memtray_core::config::private_files();
+    // The embedded server holds a connection per hook beside its database: the soft open-files limit goes to
+    // the hard one, as for `memtray serve`.
+    match memtray_core::server::raise_open_files_limit() {
+        Ok((before, after)) if before != after => tracing::debug!(?before, ?after, "raised the open-files limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let (config, paths) = Config::load().context("cannot read the configuration")?;
     paths.restrict_existing().context("cannot make memtray's files private")?;
     let secret = Secret::load_or_create(&paths.state_dir)?;

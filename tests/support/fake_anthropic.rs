@@ -91,6 +91,7 @@ impl FakeAnthropic {
     }
 
     /// Every request body received so far.
+    #[allow(dead_code, reason = "not every test binary that includes this module looks at the requests")]
     pub fn requests(&self) -> Vec<Value> {
         self.shared.lock().unwrap().requests.clone()
     }

@@ -15,24 +15,61 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
     env: Vec<(String, String)>,
+    options: Options,
     child: Option<Child>,
+}
+
+/// How a [`TestServer`] runs, beyond its environment.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run `memtray serve` under this soft open-files limit (the hard limit is left as it is).
+    pub soft_open_files: Option<u64>,
+    /// Append the server's stderr to this file instead of the test's stderr.
+    pub stderr_to: Option<PathBuf>,
 }
 
 impl TestServer {
     /// Starts a server on a free port with its own data dir and the given extra environment.
     pub fn start(env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(env, Options::default())
+    }
+
+    /// Starts a server as [`TestServer::start`] does, run as `options` say.
+    pub fn start_with(env: &[(&str, &str)], options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut server = TestServer { dir, port: 0, env, child: None };
+        let mut server = TestServer { dir, port: 0, env, options, child: None };
         server.spawn();
         server
+    }
+
+    /// The `memtray serve` command as [`TestServer::spawn`] runs it (under the soft open-files limit, if
+    /// one is set, through `sh -c 'ulimit -Sn N; exec memtray serve'`: the same process).
+    pub fn serve_command(&self) -> Command {
+        let mut cmd = match self.options.soft_open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("ulimit -Sn {limit} && exec \"$0\" serve")).arg(env!("CARGO_BIN_EXE_memtray"));
+                self.configure(&mut sh);
+                sh
+            }
+            None => self.command("serve"),
+        };
+        let stderr = match &self.options.stderr_to {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the server's log"),
+            ),
+            None => Stdio::inherit(),
+        };
+        cmd.env("MEMTRAY_PORT", self.port.to_string()).stderr(stderr);
+        cmd
     }
 
     /// Starts (again) on the port it had, or on a free one the first time.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut cmd = self.command("serve");
-        cmd.env("MEMTRAY_PORT", self.port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut cmd = self.serve_command();
+        cmd.stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn memtray serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -50,8 +87,14 @@ impl TestServer {
     /// A `memtray` command with this server's data dir, config and environment.
     pub fn command(&self, subcommand: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_memtray"));
-        cmd.arg(subcommand)
-            .env_remove("MEMTRAY_PORT")
+        cmd.arg(subcommand);
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    /// This server's data dir, config and environment on `cmd`.
+    fn configure(&self, cmd: &mut Command) {
+        cmd.env_remove("MEMTRAY_PORT")
             .env("MEMTRAY_DATA_DIR", self.dir.path())
             .env("MEMTRAY_CONFIG", self.dir.path().join("config.toml"))
             .env("MEMTRAY_STATE_DIR", self.dir.path().join("state"))
@@ -60,7 +103,6 @@ impl TestServer {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd
     }
 
     /// Sets (or replaces) an environment variable for the next `spawn` and `command`.

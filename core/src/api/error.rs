@@ -6,8 +6,8 @@
 //! 500 with a stable code that never invites a retry.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,25 @@ pub enum ApiError {
     /// A query-string value is unusable (`?since=yesterday`).
     #[error("{0}")]
     BadParameter(&'static str),
+    /// A path parameter is not of its type (`/api/sessions/abc`).
+    #[error(transparent)]
+    Path(#[from] PathRejection),
+    /// No route has this path.
+    #[error("no such route: {method} {path}")]
+    NoRoute {
+        /// The request's method.
+        method: axum::http::Method,
+        /// The request's path.
+        path: String,
+    },
+    /// The route exists but not with this method; the answer's `Allow` header lists those it has.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The request's method.
+        method: axum::http::Method,
+        /// The request's path.
+        path: String,
+    },
     /// The JSON parsed but a value is unusable.
     #[error("{0}")]
     Invalid(&'static str),
@@ -66,6 +85,11 @@ impl ApiError {
             }
             ApiError::Query(rejection) => (StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()),
             ApiError::BadParameter(message) => (StatusCode::BAD_REQUEST, "invalid_query", message.to_string()),
+            ApiError::Path(rejection) => (StatusCode::BAD_REQUEST, "invalid_path", rejection.body_text()),
+            ApiError::NoRoute { .. } => (StatusCode::NOT_FOUND, "no_route", self.to_string()),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string())
+            }
             ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", message.to_string()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             ApiError::Core(CoreError::ShuttingDown) => (
@@ -80,6 +104,9 @@ impl ApiError {
             ),
             ApiError::Core(CoreError::Store(e @ (StoreError::EmptySearch | StoreError::BadSearch(_)))) => {
                 (StatusCode::BAD_REQUEST, "invalid_search", e.to_string())
+            }
+            ApiError::Core(CoreError::Store(e @ StoreError::Gone { .. })) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_missing", format!("{e}; nothing was stored"))
             }
             ApiError::Core(CoreError::Store(StoreError::Corrupt)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +164,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `Path<T>` whose rejections answer in the API's error format (400, `invalid_path`).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ApiPath(Path::<T>::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// The answer for a path no route has: 404 `no_route`.
+pub(super) async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute { method, path: uri.path().to_string() }
+}
+
+/// The answer for a method a route lacks: 405 `method_not_allowed` (the router adds `Allow`).
+pub(super) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method, path: uri.path().to_string() }
+}
+
 /// `Query<T>` whose rejections answer in the API's error format (400, `invalid_query`).
 pub struct ApiQuery<T>(pub T);
 
@@ -176,6 +224,7 @@ mod tests {
             (CoreError::Store(StoreError::Closed).into(), 503, "storage_unavailable", true),
             (CoreError::ShuttingDown.into(), 503, "shutting_down", true),
             (CoreError::Store(StoreError::Corrupt).into(), 500, "storage_corrupt", false),
+            (CoreError::Store(StoreError::Gone { path: "/x/memtray.db".into() }).into(), 503, "database_missing", true),
             (CoreError::Store(sql).into(), 500, "internal_error", false),
             (ApiError::Invalid("tool_name must not be empty"), 422, "invalid_fields", false),
             (ApiError::NotFound("session"), 404, "not_found", false),

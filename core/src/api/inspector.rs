@@ -2,12 +2,12 @@
 //! its stuck and failed messages, retry and abort, and pages of observations and summaries.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Detach;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::queries::Queries;
 use crate::queue::Queue;
 use crate::store::sessions::{SessionQuery, SessionSort, SortOrder};
@@ -76,7 +76,10 @@ pub(super) async fn projects(State(queries): State<Queries>) -> Result<Json<Valu
     Ok(Json(json!({ "projects": queries.projects().await? })))
 }
 
-pub(super) async fn session(State(queries): State<Queries>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn session(
+    State(queries): State<Queries>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
     let detail = queries.session(id).await?.ok_or(ApiError::NotFound("session"))?;
     Ok(Json(serde_json::to_value(detail).expect("a session serializes")))
 }
@@ -84,7 +87,7 @@ pub(super) async fn session(State(queries): State<Queries>, Path(id): Path<i64>)
 pub(super) async fn delete_session(
     State(queue): State<Queue>,
     State(detach): State<Detach>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     if detach.run(async move { Ok(queue.delete_session(id).await?) }).await? {
         Ok(Json(json!({ "status": "deleted" })))
@@ -112,7 +115,7 @@ pub(super) async fn queue(
 pub(super) async fn retry(
     State(queue): State<Queue>,
     State(detach): State<Detach>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     if detach.run(async move { Ok(queue.retry_message(id).await?) }).await? {
         Ok(Json(json!({ "status": "retried", "messageId": id })))
@@ -124,7 +127,7 @@ pub(super) async fn retry(
 pub(super) async fn abort(
     State(queue): State<Queue>,
     State(detach): State<Detach>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     if detach.run(async move { Ok(queue.abort_message(id).await?) }).await? {
         Ok(Json(json!({ "status": "aborted", "messageId": id })))

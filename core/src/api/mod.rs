@@ -4,7 +4,7 @@
 //!
 //! Handlers translate HTTP to calls on the core's handles and back; they hold no state of their own. Each
 //! takes only the handle it needs ([`Intake`], [`Queue`], [`Queries`]) out of [`AppState`]. Every body is
-//! size-limited and every rejection answers in the API's JSON error format. What a request changes runs as
+//! size-limited and every rejection answers in the API's JSON error format, unknown routes and methods too. What a request changes runs as
 //! its own task ([`Detach`]): a client that goes away mid-request cannot leave work half done.
 
 mod claude_mem;
@@ -150,6 +150,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/stream", get(stream::stream))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::check))
         .with_state(state)

@@ -4,11 +4,11 @@
 //! only these two routes. Every answer carries a same-origin-only Content-Security-Policy (no inline
 //! script) and `Cache-Control: no-cache`, so a new binary's UI is picked up on the next load.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiPath};
 use super::guard::Guard;
 use crate::secret;
 
@@ -88,7 +88,7 @@ pub(super) async fn index(State(guard): State<Guard>, Query(handover): Query<Han
 }
 
 /// `GET /ui/{file}`: a script, the stylesheet or the icon.
-pub(super) async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn asset(ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
     find(&name).map(respond).ok_or(ApiError::NotFound("UI file"))
 }
 

@@ -165,6 +165,7 @@ impl Queue {
     pub async fn abort_message(&self, message_id: i64) -> Result<bool> {
         let session = self.inner.store.write(move |c| messages::abort(c, message_id)).await?;
         let Some(session_id) = session else { return Ok(false) };
+        self.inner.store.wipe_after_delete().await;
         self.inner.waker.wake(session_id);
         self.inner.trigger.changed();
         self.inner.events.publish(Event::MessageAborted { session_id, message_id });
@@ -203,6 +204,9 @@ impl Queue {
             let _ = handle.await;
         }
         let deleted = self.inner.store.write(move |c| sessions::delete(c, session_id)).await?;
+        if deleted {
+            self.inner.store.wipe_after_delete().await;
+        }
         self.inner.trigger.changed();
         if deleted {
             self.inner.events.publish(Event::SessionDeleted { session_id });

@@ -6,6 +6,11 @@
 //! reads run on the blocking pool. Under simulated time ([`Writer::BlockingPool`]) each batch runs on the
 //! blocking pool instead, which keeps tokio's paused clock still while SQLite works. The per-table modules
 //! are plain `fn(&Connection, ...)` functions; this module owns connections, not queries.
+//!
+//! Guards: a damaged file is refused at open (`PRAGMA quick_check`); deleted rows are overwritten
+//! (`secure_delete`) and, after a delete, the WAL is checkpointed and truncated ([`Store::checkpoint`]) so no
+//! copy of them lingers; and the writer commits only while the file it opened is still where it was opened
+//! (one `stat` per batch), so a deleted data folder stops acknowledgements instead of losing them.
 
 pub mod inbox;
 pub mod memories;
@@ -89,6 +94,26 @@ pub enum StoreError {
         /// The cause.
         source: Arc<std::io::Error>,
     },
+    /// The database has damaged pages (`PRAGMA quick_check` at open).
+    #[error(
+        "the database {} is damaged ({detail}); memtray will not start on it. Stop every memtray, then either move \
+         it aside to start afresh (`mv memtray.db memtray.db.damaged`, and its -wal and -shm files with it) or \
+         recover what it holds into a new file (`sqlite3 memtray.db.damaged .recover | sqlite3 memtray.db`)",
+        path.display()
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite found (its first problems).
+        detail: String,
+    },
+    /// The database file was deleted or replaced since it was opened: a commit would go to a file no one will
+    /// open again, so nothing is committed.
+    #[error("the database {} was deleted or replaced while memtray was running; restart memtray", path.display())]
+    Gone {
+        /// Where the database was.
+        path: PathBuf,
+    },
     /// The writer has stopped (shutdown).
     #[error("the store is closed")]
     Closed,
@@ -138,7 +163,15 @@ type Job = Box<dyn FnOnce(Result<&Connection>) -> (Result<()>, Deliver) + Send>;
 
 enum Command {
     Run(Job),
+    /// Between batches: copy the WAL into the database file and truncate it, then answer.
+    Checkpoint(oneshot::Sender<Result<()>>),
     /// Finish what is queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// What ends a gathered batch other than its size.
+enum Control {
+    Checkpoint(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -182,20 +215,22 @@ impl Store {
                 std::fs::create_dir_all(&data_dir)
                     .map_err(|source| StoreError::DataDir { path: data_dir.clone(), source: Arc::new(source) })?;
                 let mut conn = open_connection(&path, settings, false)?;
+                check_integrity(&conn, &path)?;
                 schema::migrate(&mut conn)?;
-                Ok::<_, StoreError>(conn)
+                let file = DbFile::identify(&path)?;
+                Ok::<_, StoreError>(Writing { conn, file })
             })
         };
-        let conn = opened.await.map_err(|_| StoreError::Closed)??;
+        let writing = opened.await.map_err(|_| StoreError::Closed)??;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let writer_task = match writer {
-            Writer::BlockingPool => tokio::spawn(pooled_writer(conn, rx)),
+            Writer::BlockingPool => tokio::spawn(pooled_writer(writing, rx)),
             Writer::Thread => {
                 let (done, stopped) = oneshot::channel::<()>();
                 std::thread::Builder::new()
                     .name("memtray-store-writer".into())
                     .spawn(move || {
-                        thread_writer(conn, rx);
+                        thread_writer(writing, rx);
                         let _ = done.send(());
                     })
                     .map_err(|e| StoreError::DataDir { path: path.clone(), source: Arc::new(e) })?;
@@ -233,6 +268,22 @@ impl Store {
         });
         self.inner.writer.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Copies the WAL into the database file and truncates it, on the writer between batches: after a delete,
+    /// so the deleted text (overwritten in the file by `secure_delete`) has no copy left in the WAL. A reader
+    /// in the way makes it wait (the busy timeout) or leave the WAL as is; that is not an error.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.writer.send(Command::Checkpoint(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// After a delete: [`Store::checkpoint`], a failure only logged (the delete itself is committed).
+    pub async fn wipe_after_delete(&self) {
+        if let Err(e) = self.checkpoint().await {
+            tracing::warn!(error = %e, "could not checkpoint the WAL after a delete");
+        }
     }
 
     /// Runs `f` on a read connection off the async workers.
@@ -377,6 +428,8 @@ pub fn open_connection(path: &Path, s: ConnectionSettings, read_only: bool) -> R
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten with zeros, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     if s.max_db_bytes > 0 {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let pages = (s.max_db_bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64) as i64;
@@ -412,76 +465,166 @@ pub enum Writer {
     BlockingPool,
 }
 
-/// Takes what has arrived (up to a batch) after the first command: the jobs, and a close request if one came.
-fn gather(first: Command, rx: &mut mpsc::Receiver<Command>) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
-    let (mut jobs, mut close_reply) = (Vec::new(), None);
+/// The write connection and the file it was opened on.
+struct Writing {
+    conn: Connection,
+    file: DbFile,
+}
+
+/// The database file as it was when the writer opened it: its device and inode.
+struct DbFile {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+    /// Told the log once that the file is gone (the writer's own thread; a `Cell` suffices).
+    reported: std::cell::Cell<bool>,
+}
+
+impl DbFile {
+    fn identify(path: &Path) -> Result<DbFile> {
+        let id = file_id(path)
+            .map_err(|source| StoreError::DataDir { path: path.to_path_buf(), source: Arc::new(source) })?;
+        Ok(DbFile { path: path.to_path_buf(), id, reported: std::cell::Cell::new(false) })
+    }
+
+    /// True while the path still names the file that was opened (one `stat`).
+    fn still_there(&self) -> bool {
+        let same = matches!(file_id(&self.path), Ok(id) if id == self.id);
+        if !same && !self.reported.replace(true) {
+            tracing::error!(
+                database = %self.path.display(),
+                "the database file was deleted or replaced while memtray was running; nothing more is stored \
+                 (every write answers 503 database_missing) until memtray is restarted"
+            );
+        }
+        same
+    }
+}
+
+/// The device and inode of `path` (just "it exists" where there are none).
+fn file_id(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(Some((meta.dev(), meta.ino())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(None)
+    }
+}
+
+/// `PRAGMA quick_check` (at most a few problems reported): a database with damaged pages is refused with
+/// what SQLite found, where the file is and how to recover, instead of answering 503 forever.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<()> {
+    let damaged = |detail: String| StoreError::Damaged { path: path.to_path_buf(), detail };
+    let found: rusqlite::Result<Vec<String>> =
+        conn.prepare("PRAGMA quick_check(3)").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    match found {
+        Ok(problems) if problems.len() == 1 && problems[0] == "ok" => Ok(()),
+        Ok(problems) => Err(damaged(problems.join("; "))),
+        Err(e) => match StoreError::from(e) {
+            StoreError::Corrupt => Err(damaged("SQLite reports the file as malformed".into())),
+            other => Err(other),
+        },
+    }
+}
+
+/// Takes what has arrived (up to a batch) after the first command: the jobs, and the checkpoint or close
+/// request that ended the batch, if one did.
+fn gather(first: Command, rx: &mut mpsc::Receiver<Command>) -> (Vec<Job>, Option<Control>) {
+    let mut jobs = Vec::new();
     match first {
         Command::Run(job) => jobs.push(job),
-        Command::Close(reply) => close_reply = Some(reply),
+        Command::Checkpoint(reply) => return (jobs, Some(Control::Checkpoint(reply))),
+        Command::Close(reply) => return (jobs, Some(Control::Close(reply))),
     }
-    while close_reply.is_none() && jobs.len() < MAX_BATCH {
+    while jobs.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(Command::Run(job)) => jobs.push(job),
-            Ok(Command::Close(reply)) => close_reply = Some(reply),
+            Ok(Command::Checkpoint(reply)) => return (jobs, Some(Control::Checkpoint(reply))),
+            Ok(Command::Close(reply)) => return (jobs, Some(Control::Close(reply))),
             Err(_) => break,
         }
     }
-    (jobs, close_reply)
+    (jobs, None)
+}
+
+/// Runs a gathered batch, then its checkpoint if one was asked for; returns the close request if one came.
+fn run_gathered(w: &Writing, jobs: Vec<Job>, control: Option<Control>) -> Option<oneshot::Sender<()>> {
+    if !jobs.is_empty() {
+        run_batch(w, jobs);
+    }
+    match control {
+        None => None,
+        Some(Control::Checkpoint(reply)) => {
+            let _ = reply.send(checkpoint(&w.conn));
+            None
+        }
+        Some(Control::Close(reply)) => Some(reply),
+    }
+}
+
+fn checkpoint(conn: &Connection) -> Result<()> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        tracing::debug!("a reader kept the WAL from being truncated; it is truncated at a later checkpoint");
+    }
+    Ok(())
 }
 
 /// The writer thread: take what has arrived, run it in one transaction, commit, then answer everyone.
-fn thread_writer(conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn thread_writer(w: Writing, mut rx: mpsc::Receiver<Command>) {
     let mut close_reply = None;
     while close_reply.is_none() {
         let Some(first) = rx.blocking_recv() else { break };
-        let jobs;
-        (jobs, close_reply) = gather(first, &mut rx);
-        if !jobs.is_empty() {
-            run_batch(&conn, jobs);
-        }
+        let (jobs, control) = gather(first, &mut rx);
+        close_reply = run_gathered(&w, jobs, control);
     }
     // Jobs that raced with Close are dropped with the receiver: their callers see `Closed`.
     rx.close();
-    drop(conn);
+    drop(w);
     if let Some(reply) = close_reply {
         let _ = reply.send(());
     }
 }
 
 /// The writer task: the same, each batch on the blocking pool.
-async fn pooled_writer(conn: Connection, mut rx: mpsc::Receiver<Command>) {
-    let mut conn = Some(conn);
+async fn pooled_writer(w: Writing, mut rx: mpsc::Receiver<Command>) {
+    let mut w = Some(w);
     let mut close_reply = None;
     while close_reply.is_none() {
         let Some(first) = rx.recv().await else { break };
-        let jobs;
-        (jobs, close_reply) = gather(first, &mut rx);
-        if !jobs.is_empty() {
-            let Some(c) = conn.take() else { break };
-            match tokio::task::spawn_blocking(move || {
-                run_batch(&c, jobs);
-                c
-            })
-            .await
-            {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    // A job panicked: its batch's callers see `Closed`, and so does everyone after.
-                    tracing::error!(error = %e, "the store's writer stopped");
-                    break;
-                }
+        let (jobs, control) = gather(first, &mut rx);
+        let Some(writing) = w.take() else { break };
+        match tokio::task::spawn_blocking(move || {
+            let close = run_gathered(&writing, jobs, control);
+            (writing, close)
+        })
+        .await
+        {
+            Ok((writing, close)) => {
+                w = Some(writing);
+                close_reply = close;
+            }
+            Err(e) => {
+                // A job panicked: its batch's callers see `Closed`, and so does everyone after.
+                tracing::error!(error = %e, "the store's writer stopped");
+                break;
             }
         }
     }
     // Jobs that raced with Close are dropped with the receiver: their callers see `Closed`.
     rx.close();
-    drop(conn);
+    drop(w);
     if let Some(reply) = close_reply {
         let _ = reply.send(());
     }
 }
 
-fn run_batch(conn: &Connection, jobs: Vec<Job>) {
+fn run_batch(w: &Writing, jobs: Vec<Job>) {
+    let conn = &w.conn;
     let mut jobs = jobs.into_iter();
     'transaction: while jobs.len() > 0 {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -518,7 +661,11 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
             }
             delivers.push(deliver);
         }
-        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let committed = if w.file.still_there() {
+            conn.execute_batch("COMMIT").map_err(StoreError::from)
+        } else {
+            Err(StoreError::Gone { path: w.file.path.clone() })
+        };
         if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }

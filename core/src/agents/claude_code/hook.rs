@@ -3,7 +3,9 @@
 //! prints nothing, and is done within a hard budget whatever happens.
 //!
 //! When no server answers, the event goes straight into the database's hook inbox (safe beside a running
-//! server: SQLite orders the writers), and the server dispatches it on its next start.
+//! server: SQLite orders the writers), and the server dispatches it on its next start. What goes into the
+//! inbox has its `<private>` parts removed and its secrets redacted first, its metadata kept: the raw text
+//! never reaches the disk.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -13,6 +15,8 @@ use super::HookEvent;
 use crate::client::{Client, ClientError};
 use crate::clock::Clock;
 use crate::config::{Config, Paths};
+use crate::privacy::Privacy;
+use crate::redact::Redactor;
 use crate::secret::Secret;
 use crate::store::{self, inbox};
 
@@ -113,11 +117,20 @@ pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
 }
 
 fn store_in_inbox(config: &Config, body: &[u8], deadline: Instant) -> Result<(), store::StoreError> {
+    let body = scrubbed(config, body)?;
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
     let conn = store::open_direct(config, left)?;
-    let body = String::from_utf8_lossy(body);
     inbox::push(&conn, &body, Clock::system().now_ms())?;
     Ok(())
+}
+
+/// The event as it may be stored: content fields stripped and redacted as intake would, metadata as sent.
+fn scrubbed(config: &Config, body: &[u8]) -> Result<String, store::StoreError> {
+    // Compiled here, not up front: only the fallback needs the patterns, and the server path stays quick.
+    let redactor = Redactor::new(config.redact, &config.redact_patterns).unwrap_or_default();
+    let mut event: serde_json::Value = serde_json::from_slice(body)?;
+    Privacy::new(redactor).hook_event(&mut event);
+    Ok(serde_json::to_string(&event)?)
 }
 
 /// Appends one line to `hook.log`. Logging must not fail the hook: errors are ignored.

@@ -1,6 +1,7 @@
 //! The hook inbox: events `memtray hook` stored in the database itself while no server answered. The
 //! server takes them in when it starts and whenever a turn-level hook reaches it, oldest first, each
-//! removed once handled; replays are keyed, so an event delivered twice is stored once.
+//! removed once handled (and the WAL checkpointed after, so no copy of the raw event lingers); replays are
+//! keyed, so an event delivered twice is stored once.
 
 use super::HookEvent;
 use super::dispatch;
@@ -17,6 +18,9 @@ pub async fn drain(intake: &Intake) -> Result<usize> {
     loop {
         let batch = intake.inbox_oldest(BATCH).await?;
         if batch.is_empty() {
+            if done > 0 {
+                intake.inbox_wipe().await;
+            }
             return Ok(done);
         }
         for (id, body) in batch {
