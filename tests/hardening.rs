@@ -493,7 +493,11 @@ fn a_deleted_sessions_text_is_gone_from_the_database_and_its_wal() {
     server.wait_idle(Duration::from_secs(10));
     assert!(!in_files(&database_files(&server), marker).is_empty(), "the text is in the files before the delete");
 
-    let response = support::http().delete(&server.url(&format!("/api/sessions/{id}"))).call().unwrap();
+    let response = support::http()
+        .delete(&server.url(&format!("/api/sessions/{id}")))
+        .header("x-memtray-token", server.secret())
+        .call()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let found = in_files(&database_files(&server), marker);
     assert!(found.is_empty(), "the deleted session's text is still in {found:?}");
@@ -601,7 +605,13 @@ fn unknown_routes_bad_ids_and_wrong_methods_answer_json_errors() {
         ("PUT", "/api/sessions/1", 405, "method_not_allowed", Some("DELETE")),
     ];
     for (method, path, status, code, allow) in cases {
-        let request = ureq::http::Request::builder().method(method).uri(server.url(path)).body(()).unwrap();
+        // With this user's secret: without it, anything that is not intake or health is a 401 before routing.
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(server.url(path))
+            .header("x-memtray-token", server.secret())
+            .body(())
+            .unwrap();
         let mut response = agent.run(request).expect("request");
         let what = format!("{method} {path}");
         assert_eq!(response.status().as_u16(), status, "{what}");

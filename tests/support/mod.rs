@@ -17,6 +17,8 @@ pub struct TestServer {
     env: Vec<(String, String)>,
     options: Options,
     child: Option<Child>,
+    /// This user's secret, read once the server made it (it outlives a deleted data folder).
+    secret: std::sync::OnceLock<String>,
 }
 
 /// How a [`TestServer`] runs, beyond its environment.
@@ -38,7 +40,7 @@ impl TestServer {
     pub fn start_with(env: &[(&str, &str)], options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut server = TestServer { dir, port: 0, env, options, child: None };
+        let mut server = TestServer { dir, port: 0, env, options, child: None, secret: std::sync::OnceLock::new() };
         server.spawn();
         server
     }
@@ -81,6 +83,9 @@ impl TestServer {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no ready line from memtray serve, got {line:?}"));
         self.port = port;
+        // Read at every start: a start after the state folder was lost makes a new one.
+        self.secret = std::sync::OnceLock::new();
+        self.secret();
         self.child = Some(child);
     }
 
@@ -136,7 +141,12 @@ impl TestServer {
 
     /// This user's secret, which the server made in its state folder at start.
     pub fn secret(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("state/token")).expect("the server made its secret").trim().into()
+        self.secret
+            .get_or_init(|| {
+                let token = std::fs::read_to_string(self.dir.path().join("state/token"));
+                token.expect("the server made its secret").trim().into()
+            })
+            .clone()
     }
 
     /// GETs with this user's secret, as the inspector and `memtray status` do.
