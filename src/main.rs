@@ -68,6 +68,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the context a Claude Code session in this project starts with (what the SessionStart hook gives).
+    Context {
+        /// The project (default: the project of the current folder).
+        #[arg(long)]
+        project: Option<String>,
+        /// At most this many characters (default: `context_chars`).
+        #[arg(long)]
+        chars: Option<usize>,
+    },
     /// Serve memtray's memory to an agent over MCP on stdin/stdout (reads the database read-only).
     Mcp,
     /// Claude Code command hook: read one hook event on stdin and hand it to memtray. Prints nothing and
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
         Command::Search { query, project, observation_type, kind, since, limit, json } => {
             search(query, project, observation_type, kind, since, limit, json)
         }
+        Command::Context { project, chars } => context(project, chars),
         Command::Mcp => mcp(),
         Command::Hook => {
             hook();
@@ -293,7 +303,11 @@ fn hook() {
     match Config::load() {
         Ok((config, paths)) => {
             if let Ok(runtime) = client_runtime() {
-                runtime.block_on(claude_code::hook::run(&config, &paths, std::io::stdin().lock()));
+                let ran = runtime.block_on(claude_code::hook::run(&config, &paths, std::io::stdin().lock()));
+                if let Some(line) = ran.output {
+                    // The one thing Claude Code reads from memtray: the context, as its hook output.
+                    println!("{line}");
+                }
             }
         }
         Err(_) => {
@@ -364,6 +378,36 @@ fn report(change: &claude_settings::Change, dry_run: bool, done: &str) {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The session-start context of a project, from the server or, with none, the database itself.
+fn context(project: Option<String>, chars: Option<usize>) -> anyhow::Result<()> {
+    let (config, paths) = Config::load()?;
+    let project = match project {
+        Some(p) => p,
+        None => memtray_core::project::from_cwd(&std::env::current_dir()?.to_string_lossy()),
+    };
+    let chars = chars.unwrap_or(config.context_chars).min(memtray_core::config::CONTEXT_CHARS_MAX);
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5)).with_secret(secret);
+    let params = [("project", project.clone()), ("chars", chars.to_string())];
+    let asked = client_runtime()?.block_on(async {
+        client.verify().await?;
+        client.get_with("/api/context", &params).await
+    });
+    let text = match asked {
+        Ok(answer) => answer["context"].as_str().unwrap_or_default().to_string(),
+        Err(ClientError::NotRunning { .. }) => ReadOnly::new(&config).read_blocking(|c| {
+            memtray_core::recall::context::session_start(c, &project, chars, memtray_core::recall::context::Start::Fresh)
+        })?,
+        Err(e) => return Err(e.into()),
+    };
+    if text.is_empty() {
+        eprintln!("memtray has no memory of project {project:?} yet");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
 fn search(
     text: String,
     project: Option<String>,

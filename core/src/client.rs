@@ -162,13 +162,14 @@ impl Client {
     }
 
     /// `POST /hooks/claude-code` with a hook's raw JSON body, as Claude Code's http hooks send it.
-    pub async fn claude_code_hook(&self, body: Vec<u8>) -> Result<(), ClientError> {
+    /// Returns the server's answer: `{}`, or for this user's SessionStart the context it should start with.
+    pub async fn claude_code_hook(&self, body: Vec<u8>) -> Result<Value, ClientError> {
         let request = self
             .http
             .post(self.url("/hooks/claude-code"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        self.send(request).await.map(drop)
+        self.send(request).await
     }
 
     /// Follows `/stream`: the current status first, then every event as it happens, until the server ends

@@ -8,6 +8,7 @@
 //! its own task ([`Detach`]): a client that goes away mid-request cannot leave work half done.
 
 mod claude_mem;
+mod context;
 pub mod error;
 pub mod guard;
 mod hooks;
@@ -147,6 +148,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/observations", get(inspector::observations))
         .route("/api/summaries", get(inspector::summaries))
         .route("/api/search", get(search::search))
+        .route("/api/context", get(context::context))
+        .route("/api/context/inject", get(context::inject))
         .route("/stream", get(stream::stream))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))

@@ -1,6 +1,8 @@
 //! `memtray hook`: the command Claude Code runs for each hook event. Reads one event from stdin, hands it to
-//! the running server through the [`Client`] (only once the server proved it is this user's memtray),
-//! prints nothing, and is done within a hard budget whatever happens.
+//! the running server through the [`Client`] (only once the server proved it is this user's memtray), and
+//! is done within a hard budget whatever happens. It prints nothing, except on SessionStart (and a prompt,
+//! with `prompt_context`): the memory the session starts with, as Claude Code's hook output, from the server
+//! or, with none, from the database read-only; on any failure, nothing.
 //!
 //! When no server answers, the event goes straight into the database's hook inbox (safe beside a running
 //! server: SQLite orders the writers), and the server dispatches it on its next start. What goes into the
@@ -14,7 +16,10 @@ use std::time::{Duration, Instant};
 use super::HookEvent;
 use crate::client::{Client, ClientError};
 use crate::clock::Clock;
-use crate::config::{Config, Paths};
+use crate::config::{CONTEXT_CHARS_MAX, Config, Paths};
+use crate::project;
+use crate::recall::context;
+use crate::store::ReadOnly;
 use crate::privacy::Privacy;
 use crate::redact::Redactor;
 use crate::secret::Secret;
@@ -46,12 +51,28 @@ fn disabled() -> bool {
     std::env::var(DISABLED_ENV).is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0")
 }
 
+/// What `memtray hook` did, and the one line it prints for Claude Code, if any: the hook output that
+/// adds memtray's context (`{"hookSpecificOutput": {"hookEventName", "additionalContext"}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    /// What became of the event.
+    pub outcome: Outcome,
+    /// What to print on stdout; `None` prints nothing.
+    pub output: Option<String>,
+}
+
 /// Handles one event from `input`. Never panics on bad input; every outcome but `Delivered` leaves one line
 /// in `hook.log` in the state folder. Runs on the caller's runtime (the command builds a small one).
-pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
+pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Ran {
     if disabled() {
-        return Outcome::Disabled;
+        return Ran { outcome: Outcome::Disabled, output: None };
     }
+    let mut output = None;
+    let outcome = deliver(config, paths, input, &mut output).await;
+    Ran { outcome, output }
+}
+
+async fn deliver(config: &Config, paths: &Paths, input: impl Read, output: &mut Option<String>) -> Outcome {
     let deadline = Instant::now() + Duration::from_millis(config.hook_budget_ms.max(50));
     let mut body = Vec::new();
     let limit = config.max_body_bytes as u64;
@@ -88,7 +109,10 @@ pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
         }
     };
     match delivered {
-        Ok(()) => return Outcome::Delivered,
+        Ok(answer) => {
+            *output = hook_output(&event, &answer);
+            return Outcome::Delivered;
+        }
         Err(ClientError::Refused { status, code, .. }) => {
             log(&paths.state_dir, &format!("server refused {} event ({status} {code})", event.hook_event_name));
             return Outcome::Failed;
@@ -96,6 +120,18 @@ pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
         Err(e @ ClientError::Foreign { .. }) => log(&paths.state_dir, &format!("{e}; the event is kept in the inbox")),
         // Storage unavailable, shutting down, or no answer: keep it ourselves.
         Err(_) => {}
+    }
+    // No server of this user's: the session still starts with its context, read from the database itself.
+    if event.hook_event_name == "SessionStart" {
+        let (config, event) = (config.clone(), event.clone());
+        let read = tokio::task::spawn_blocking(move || context_from_database(&config, &event));
+        let left = deadline.saturating_duration_since(Instant::now()).mul_f64(0.5);
+        match tokio::time::timeout(left, read).await {
+            Ok(Ok(Ok(Some(context)))) => *output = Some(output_line("SessionStart", &context)),
+            Ok(Ok(Ok(None))) => {}
+            Ok(Ok(Err(e))) => log(&paths.state_dir, &format!("no context from the database: {e}")),
+            Ok(Err(_)) | Err(_) => log(&paths.state_dir, "no context from the database within the budget"),
+        }
     }
     let stored = {
         let config = config.clone();
@@ -114,6 +150,37 @@ pub async fn run(config: &Config, paths: &Paths, input: impl Read) -> Outcome {
             Outcome::Failed
         }
     }
+}
+
+/// The hook output for `event` from the server's `answer`: only a context for the same event, within Claude
+/// Code's cap; anything else prints nothing.
+fn hook_output(event: &HookEvent, answer: &serde_json::Value) -> Option<String> {
+    let out = answer.get("hookSpecificOutput")?;
+    let context = out.get("additionalContext")?.as_str()?;
+    let same_event = out.get("hookEventName").and_then(|n| n.as_str()) == Some(event.hook_event_name.as_str());
+    (same_event && !context.is_empty() && context.chars().count() <= CONTEXT_CHARS_MAX)
+        .then(|| output_line(&event.hook_event_name, context))
+}
+
+fn output_line(event_name: &str, context: &str) -> String {
+    serde_json::json!({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}}).to_string()
+}
+
+/// The session-start context read from the database read-only (no server of this user's answered).
+fn context_from_database(config: &Config, event: &HookEvent) -> Result<Option<String>, store::StoreError> {
+    let project = project::from_cwd(&event.cwd);
+    let excluded = project::exclusions(&config.exclude_projects).is_ok_and(|set| set.is_match(&project));
+    if excluded {
+        return Ok(None);
+    }
+    let start = context::Start::of(event.source.as_deref(), &event.session_id);
+    let chars = config.context_chars.min(CONTEXT_CHARS_MAX);
+    let text = match ReadOnly::new(config).read_blocking(|c| context::session_start(c, &project, chars, start)) {
+        // No database yet: nothing to remember.
+        Err(store::StoreError::NoDatabase { .. }) => return Ok(None),
+        other => other?,
+    };
+    Ok((!text.is_empty()).then_some(text))
 }
 
 fn store_in_inbox(config: &Config, body: &[u8], deadline: Instant) -> Result<(), store::StoreError> {
