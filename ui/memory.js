@@ -308,8 +308,12 @@ export class MemoryView {
 
   /** A refused search (400: malformed FTS5 syntax, a bad date) says why inline; anything else is the page's. */
   renderError(error) {
-    if (error.status !== 400) return false;
     this.#list.removeAttribute('aria-busy');
+    if (error.status !== 400) {
+      // The page says what went wrong above the view; the hits on screen stay, marked as the last ones.
+      if (this.root.dataset.state === 'loading') this.#count.textContent = 'The search did not finish.';
+      return false;
+    }
     this.#show('error', []);
     replace(this.#empty);
     this.#more.hidden = true;
@@ -407,7 +411,8 @@ export class MemoryView {
   #boxKey(event) {
     if (event.key === 'Enter') {
       clearTimeout(this.#timer);
-      this.#go({ q: this.#input.value }, true);
+      // Enter on the search already shown asks again (after a failure, say).
+      if (!this.#go({ q: this.#input.value }, true)) this.#ctx.refresh();
     } else if (event.key === 'Escape' && this.#input.value) {
       event.preventDefault();
       this.#input.value = '';
@@ -442,11 +447,13 @@ export class MemoryView {
    * Navigates to the state with `change`. Typing replaces the history entry (one entry per search, not
    * per letter); a filter is a new entry, as in the sessions view. The navigation refetches at once, and
    * the Refresher aborts the search still in flight, so a slow answer to an old query never shows.
+   * Returns false when nothing changed.
    */
   #go(change, typingEntry = false) {
     const hash = hashFor({ ...this.#state, ...change });
-    if (hash === hashFor(this.#state)) return;
+    if (hash === hashFor(this.#state)) return false;
     this.#sent = hash;
     this.#ctx.navigate(hash, { replace: typingEntry });
+    return true;
   }
 }
