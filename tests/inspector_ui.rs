@@ -545,7 +545,8 @@ fn seed_memory(server: &TestServer) {
 
 /// The hits the Memory view shows, as `kind-id`, in order.
 fn shown_hits(browser: &Browser) -> Vec<String> {
-    let keys = browser.eval("[...document.querySelectorAll('.hits .hit')].map(h => `${h.dataset.kind}-${h.dataset.hitId}`)");
+    let keys =
+        browser.eval("[...document.querySelectorAll('.hits .hit')].map(h => `${h.dataset.kind}-${h.dataset.hitId}`)");
     keys.as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect()
 }
 
@@ -609,11 +610,15 @@ fn the_memory_view_searches_as_you_type_filters_and_opens_a_hit_at_its_observati
     assert_eq!(searches.last().unwrap(), "/api/search?q=zephyr&limit=20");
     let all = api_hits(&server, "q=zephyr");
     assert_eq!(shown_hits(&browser), all);
-    assert!(all.contains(&format!("observation-{planting}")) && all.contains(&format!("observation-{harbor}")), "{all:?}");
+    assert!(
+        all.contains(&format!("observation-{planting}")) && all.contains(&format!("observation-{harbor}")),
+        "{all:?}"
+    );
     assert!(browser.eval("document.querySelector('.results-count').textContent").as_str().unwrap().contains("match"));
 
     // Every match is marked, and only matches are.
-    let marks = browser.eval("[...document.querySelectorAll('.hits .hit-snippet mark')].map(m => m.textContent.toLowerCase())");
+    let marks =
+        browser.eval("[...document.querySelectorAll('.hits .hit-snippet mark')].map(m => m.textContent.toLowerCase())");
     let marks = marks.as_array().unwrap();
     assert!(marks.len() >= all.len(), "{marks:?}");
     assert!(marks.iter().all(|m| m == "zephyr"), "{marks:?}");
@@ -634,7 +639,9 @@ fn the_memory_view_searches_as_you_type_filters_and_opens_a_hit_at_its_observati
     wait_rendered(&browser, "#/memory?q=zephyr&project=orchard");
     let orchard = api_hits(&server, "q=zephyr&project=orchard");
     assert_eq!(shown_hits(&browser), orchard);
-    assert!(!orchard.contains(&format!("observation-{harbor}")) && orchard.contains(&format!("observation-{planting}")));
+    assert!(
+        !orchard.contains(&format!("observation-{harbor}")) && orchard.contains(&format!("observation-{planting}"))
+    );
     let projects = browser.eval("[...document.querySelectorAll('.hit .hit-meta a')].map(a => a.textContent)");
     assert!(projects.as_array().unwrap().iter().all(|p| p == "orchard"), "{projects}");
     browser.click(&browser.find("#memory-type option[value=discovery]"));
@@ -643,7 +650,13 @@ fn the_memory_view_searches_as_you_type_filters_and_opens_a_hit_at_its_observati
     assert_eq!(shown_hits(&browser), discovery);
     assert_eq!(discovery.len(), 1, "only the file it read: {discovery:?}");
     assert_eq!(browser.eval("document.querySelector('.hit .badge-type-discovery').textContent"), "discovery");
-    assert!(browser.eval("document.querySelector('.hit .hit-title').textContent").as_str().unwrap().contains("zephyr_notes.md"));
+    assert!(
+        browser
+            .eval("document.querySelector('.hit .hit-title').textContent")
+            .as_str()
+            .unwrap()
+            .contains("zephyr_notes.md")
+    );
     browser.back();
     wait_rendered(&browser, "#/memory?q=zephyr&project=orchard");
     assert_eq!(browser.eval("document.getElementById('memory-type').value"), "");
@@ -768,7 +781,8 @@ fn a_project_page_lists_its_summaries_newest_first_in_light_and_dark() {
     };
     assert_eq!(newest_first.len(), 2);
     assert!(newest_first[0] > newest_first[1]);
-    let shown = browser.eval("[...document.querySelectorAll('.timeline > li')].map(li => Number(li.dataset.summaryId))");
+    let shown =
+        browser.eval("[...document.querySelectorAll('.timeline > li')].map(li => Number(li.dataset.summaryId))");
     assert_eq!(shown, json!(newest_first));
     let text = main_text(&browser);
     let (later, earlier) = (text.find("prune the quince hedge"), text.find("plant the quince trees"));
