@@ -287,6 +287,7 @@ export class MemoryView {
     if (!answer) {
       this.#show('idle', []);
       this.#count.textContent = '';
+      this.#more.hidden = true;
       replace(this.#empty, state.q.trim() ? this.#nothingToSearch() : this.#idle(projects));
       if (!this.#started) this.#input.focus({ preventScroll: true });
       this.#started = true;
