@@ -497,3 +497,321 @@ fn a_burst_of_events_is_coalesced_into_a_few_redraws() {
     eprintln!("{redraws} redraws for ~450 events in {elapsed:?}");
     assert!(redraws <= bound, "{redraws} redraws in {elapsed:?}: events are not coalesced (bound {bound})");
 }
+
+/// Tool output with markup and an ampersand: it must reach the page as text, in the title and the snippet.
+const SCRIPT_COMMAND: &str = "echo '<script>window.__xss=2</script> zephyr & friends'";
+
+fn bash(server: &TestServer, session: &str, tool_use_id: &str, project: &str, command: &str) {
+    let mut body = observation(session, tool_use_id, "Bash");
+    body["tool_input"] = json!({ "command": command });
+    body["project"] = project.into();
+    assert_eq!(server.post("/api/sessions/observations", &body).1["status"], "queued");
+}
+
+fn read_file(server: &TestServer, session: &str, tool_use_id: &str, project: &str, path: &str) {
+    let mut body = observation(session, tool_use_id, "Read");
+    body["tool_input"] = json!({ "file_path": path });
+    body["tool_response"] = json!({ "file": { "filePath": path, "numLines": 12, "startLine": 1, "totalLines": 12 } });
+    body["project"] = project.into();
+    assert_eq!(server.post("/api/sessions/observations", &body).1["status"], "queued");
+}
+
+fn stop(server: &TestServer, session: &str) {
+    let body = json!({"claudeSessionId": session, "last_user_message": "", "last_assistant_message": "Done."});
+    assert_eq!(server.post("/api/sessions/summarize", &body).1["status"], "queued");
+}
+
+/// orchard-1: "zephyr" in a command, in a command full of markup, and in a file name it read, then thirty
+/// other commands (so its first observation is far down its page) and a summary; orchard-2, later: another
+/// summary; harbor-1, another project: "zephyr" in a command, and a summary. Waits until it is all memory.
+fn seed_memory(server: &TestServer) {
+    init(server, "orchard-1", "orchard", "plant the quince trees");
+    bash(server, "orchard-1", "o0", "orchard", "echo zephyr planting");
+    bash(server, "orchard-1", "o1", "orchard", SCRIPT_COMMAND);
+    read_file(server, "orchard-1", "o2", "orchard", "/home/dev/projects/ledger/zephyr_notes.md");
+    for i in 0..30 {
+        bash(server, "orchard-1", &format!("f{i}"), "orchard", &format!("echo filler {i}"));
+    }
+    stop(server, "orchard-1");
+    server.wait_idle(UI);
+    init(server, "orchard-2", "orchard", "prune the quince hedge");
+    bash(server, "orchard-2", "p0", "orchard", "echo marigold");
+    stop(server, "orchard-2");
+    init(server, "harbor-1", "harbor", "moor the boats");
+    bash(server, "harbor-1", "h0", "harbor", "echo zephyr anchor");
+    stop(server, "harbor-1");
+    server.wait_idle(UI);
+}
+
+/// The hits the Memory view shows, as `kind-id`, in order.
+fn shown_hits(browser: &Browser) -> Vec<String> {
+    let keys =
+        browser.eval("[...document.querySelectorAll('.hits .hit')].map(h => `${h.dataset.kind}-${h.dataset.hitId}`)");
+    keys.as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect()
+}
+
+/// The hits the API gives for `query`, as `kind-id`, in order.
+fn api_hits(server: &TestServer, query: &str) -> Vec<String> {
+    let (status, answer) = server.get(&format!("/api/search?{query}"));
+    assert_eq!(status, 200, "{answer}");
+    answer["hits"].as_array().unwrap().iter().map(|h| format!("{}-{}", h["kind"].as_str().unwrap(), h["id"])).collect()
+}
+
+/// Waits until the Memory view has drawn the address `hash` (its own canonical form of the search).
+fn wait_rendered(browser: &Browser, hash: &str) {
+    browser.wait_for(
+        UI,
+        &format!("the memory view to draw {hash}"),
+        &format!("document.querySelector('.memory')?.dataset.rendered === {}", js(hash)),
+    );
+}
+
+fn search_box_types(browser: &Browser, text: &str) {
+    let input = browser.find("#memory-q");
+    browser.execute("arguments[0].value = '';", &[input.arg()]);
+    browser.send_keys(&input, text);
+}
+
+#[test]
+fn the_memory_view_searches_as_you_type_filters_and_opens_a_hit_at_its_observation() {
+    let _one = one_browser_at_a_time();
+    let server = TestServer::start(&[]);
+    seed_memory(&server);
+    let planting = server.count("SELECT id FROM observations WHERE title = 'echo zephyr planting'");
+    let harbor = server.count("SELECT id FROM observations WHERE title = 'echo zephyr anchor'");
+    let browser = Browser::start(&[]);
+    open(&browser, &server, "#/memory", "memory");
+    assert_eq!(browser.eval("document.querySelector('nav a[aria-current=page]').dataset.view"), "memory");
+    assert!(main_text(&browser).contains("Type to search your memory"), "{}", main_text(&browser));
+    assert_eq!(browser.eval("document.activeElement.id"), "memory-q", "an empty search page starts in its box");
+
+    // Typing: one debounced search, not one per letter; the query goes into the address without a history
+    // entry per letter.
+    let history = browser.eval("history.length");
+    browser.execute(
+        "window.__searches = [];
+         const fetch = window.fetch;
+         window.fetch = (url, init) => { if (String(url).startsWith('/api/search')) window.__searches.push(String(url)); return fetch(url, init); };",
+        &[],
+    );
+    // Three bursts of typing, each within the debounce of the last.
+    let input = browser.find("#memory-q");
+    for part in ["zep", "h", "yr"] {
+        browser.send_keys(&input, part);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    wait_rendered(&browser, "#/memory?q=zephyr");
+    assert_eq!(browser.eval("location.hash"), "#/memory?q=zephyr");
+    assert_eq!(browser.eval("history.length"), history);
+    let searches = browser.eval("window.__searches");
+    let searches = searches.as_array().unwrap();
+    // One search when nothing stalls; never one per burst.
+    assert!(searches.len() < 3, "{searches:?}");
+    assert_eq!(searches.last().unwrap(), "/api/search?q=zephyr&limit=20");
+    let all = api_hits(&server, "q=zephyr");
+    assert_eq!(shown_hits(&browser), all);
+    assert!(
+        all.contains(&format!("observation-{planting}")) && all.contains(&format!("observation-{harbor}")),
+        "{all:?}"
+    );
+    assert!(browser.eval("document.querySelector('.results-count').textContent").as_str().unwrap().contains("match"));
+
+    // Every match is marked, and only matches are.
+    let marks =
+        browser.eval("[...document.querySelectorAll('.hits .hit-snippet mark')].map(m => m.textContent.toLowerCase())");
+    let marks = marks.as_array().unwrap();
+    assert!(marks.len() >= all.len(), "{marks:?}");
+    assert!(marks.iter().all(|m| m == "zephyr"), "{marks:?}");
+
+    // Markup in tool output is text: in the title and in the snippet, with its ampersand.
+    let hit = browser.eval(&format!(
+        "(h => h && [h.querySelector('.hit-title').textContent, h.querySelector('.hit-snippet').textContent])([...document.querySelectorAll('.hit')].find(h => h.querySelector('.hit-title').textContent === {}))",
+        js(SCRIPT_COMMAND)
+    ));
+    assert_eq!(hit[0], SCRIPT_COMMAND, "{hit}");
+    let snippet = hit[1].as_str().unwrap();
+    assert!(snippet.contains("<script>window.__xss=2</script> zephyr & friends"), "{snippet}");
+    assert_eq!(browser.eval("window.__xss === undefined && !document.querySelector('main script')"), true);
+    screenshot(&browser, "memory-results");
+
+    // Filters: a project, then an observation type; each is a history entry and changes the hits as the API does.
+    browser.click(&browser.find("#memory-project option[value=orchard]"));
+    wait_rendered(&browser, "#/memory?q=zephyr&project=orchard");
+    let orchard = api_hits(&server, "q=zephyr&project=orchard");
+    assert_eq!(shown_hits(&browser), orchard);
+    assert!(
+        !orchard.contains(&format!("observation-{harbor}")) && orchard.contains(&format!("observation-{planting}"))
+    );
+    let projects = browser.eval("[...document.querySelectorAll('.hit .hit-meta a')].map(a => a.textContent)");
+    assert!(projects.as_array().unwrap().iter().all(|p| p == "orchard"), "{projects}");
+    browser.click(&browser.find("#memory-type option[value=discovery]"));
+    wait_rendered(&browser, "#/memory?q=zephyr&project=orchard&type=discovery");
+    let discovery = api_hits(&server, "q=zephyr&project=orchard&type=discovery");
+    assert_eq!(shown_hits(&browser), discovery);
+    assert_eq!(discovery.len(), 1, "only the file it read: {discovery:?}");
+    assert_eq!(browser.eval("document.querySelector('.hit .badge-type-discovery').textContent"), "discovery");
+    assert!(
+        browser
+            .eval("document.querySelector('.hit .hit-title').textContent")
+            .as_str()
+            .unwrap()
+            .contains("zephyr_notes.md")
+    );
+    browser.back();
+    wait_rendered(&browser, "#/memory?q=zephyr&project=orchard");
+    assert_eq!(browser.eval("document.getElementById('memory-type').value"), "");
+    browser.click(&browser.find("#memory-project option[value='']"));
+    wait_rendered(&browser, "#/memory?q=zephyr");
+    browser.click(&browser.find("#memory-kind option[value=summary]"));
+    wait_rendered(&browser, "#/memory?q=zephyr&kind=summary");
+    let summaries = api_hits(&server, "q=zephyr&kind=summary");
+    assert_eq!(shown_hits(&browser), summaries);
+    assert!(!summaries.is_empty() && summaries.iter().all(|h| h.starts_with("summary-")), "{summaries:?}");
+    // Nothing is newer than tomorrow: no matches, with a button that clears the filters.
+    browser.execute(
+        "const d = new Date(Date.now() + 86400000), since = document.getElementById('memory-since');
+         since.value = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+         since.dispatchEvent(new Event('change'));",
+        &[],
+    );
+    browser.wait_for(UI, "no matches since tomorrow", "document.querySelector('.memory').dataset.state === 'empty'");
+    assert!(browser.eval("location.hash").as_str().unwrap().contains("&since="));
+    assert!(main_text(&browser).contains("No matches"), "{}", main_text(&browser));
+    browser.click(&browser.find(".memory .empty button"));
+    wait_rendered(&browser, "#/memory?q=zephyr");
+    assert_eq!(shown_hits(&browser), all);
+
+    // No match, punctuation only, and malformed FTS5 syntax (refused by the server, said inline).
+    search_box_types(&browser, "zephyr qwertyuiop");
+    wait_rendered(&browser, "#/memory?q=zephyr+qwertyuiop");
+    assert_eq!(browser.eval("document.querySelector('.memory').dataset.state"), "empty");
+    assert!(main_text(&browser).contains("No matches"), "{}", main_text(&browser));
+    search_box_types(&browser, "&& --");
+    wait_rendered(&browser, "#/memory?q=%26%26+--");
+    assert!(main_text(&browser).contains("Nothing to search for"), "{}", main_text(&browser));
+    assert_eq!(browser.eval("document.querySelectorAll('.hits .hit').length"), 0);
+    browser.click(&browser.find("#memory-fts5"));
+    search_box_types(&browser, "zephyr AND");
+    browser.press(key::ENTER);
+    wait_rendered(&browser, "#/memory?q=zephyr+AND&syntax=fts5");
+    let error = browser.eval("(e => !e.hidden && e.getAttribute('role') === 'alert' && e.textContent)(document.querySelector('.memory .notice.error'))");
+    assert!(error.as_str().is_some_and(|e| e.contains("not valid FTS5 syntax")), "{error}");
+    screenshot(&browser, "memory-error");
+    search_box_types(&browser, "zephyr OR marigold");
+    wait_rendered(&browser, "#/memory?q=zephyr+OR+marigold&syntax=fts5");
+    assert_eq!(browser.eval("document.querySelector('.memory .notice.error').hidden"), true);
+    assert_eq!(shown_hits(&browser), api_hits(&server, "q=zephyr+OR+marigold&syntax=fts5"));
+    browser.click(&browser.find("#memory-fts5"));
+    search_box_types(&browser, "zephyr");
+    wait_rendered(&browser, "#/memory?q=zephyr");
+
+    // The keyboard: `/` comes back to the box from anywhere, Down walks the hits, Enter opens one.
+    browser.execute("document.activeElement.blur();", &[]);
+    browser.press("/");
+    assert_eq!(browser.eval("document.activeElement.id"), "memory-q");
+    assert_eq!(browser.eval("document.getElementById('memory-q').value"), "zephyr", "`/` is not typed");
+    browser.press(key::ARROW_DOWN);
+    assert_eq!(browser.eval("document.activeElement.closest('.hit') === document.querySelector('.hit')"), true);
+    browser.press(key::ARROW_DOWN);
+    assert_eq!(browser.eval("document.activeElement.closest('.hit') === document.querySelectorAll('.hit')[1]"), true);
+    browser.press(key::ARROW_UP);
+    browser.press(key::ARROW_UP);
+    assert_eq!(browser.eval("document.activeElement.id"), "memory-q");
+
+    // Opening a hit lands on its session with that observation highlighted, scrolled to and focused.
+    let planting_hit = format!(".hit[data-kind=observation][data-hit-id=\"{planting}\"] .hit-title");
+    browser.execute("arguments[0].focus();", &[browser.find(&planting_hit).arg()]);
+    browser.press(key::ENTER);
+    wait_ready(&browser, "session");
+    let orchard_1 = session_id(&server, "orchard-1");
+    assert_eq!(browser.eval("location.hash"), format!("#/sessions/{orchard_1}?observation={planting}"));
+    browser.wait_for(
+        UI,
+        "the observation to be highlighted",
+        &format!("document.querySelector('.observation.target')?.dataset.observationId === '{planting}'"),
+    );
+    assert_eq!(browser.eval("document.querySelectorAll('.observation.target').length"), 1);
+    assert_eq!(browser.eval("document.activeElement === document.querySelector('.observation.target')"), true);
+    assert_eq!(
+        browser.eval(
+            "(r => r.top >= 0 && r.bottom <= innerHeight)(document.querySelector('.observation.target').getBoundingClientRect())"
+        ),
+        true,
+        "the observation is in view"
+    );
+    assert!(browser.eval("scrollY").as_f64().unwrap() > 200.0, "it was far down the page: the view scrolled to it");
+    screenshot(&browser, "session-search-hit");
+
+    // Back: the search as it was, query in the box.
+    browser.back();
+    wait_ready(&browser, "memory");
+    wait_rendered(&browser, "#/memory?q=zephyr");
+    assert_eq!(browser.eval("document.getElementById('memory-q').value"), "zephyr");
+    assert_eq!(shown_hits(&browser), all);
+
+    // A summary hit opens its session at the summary.
+    search_box_types(&browser, "quince hedge");
+    wait_rendered(&browser, "#/memory?q=quince+hedge");
+    browser.click(&browser.find(".hit[data-kind=summary] .hit-title"));
+    wait_ready(&browser, "session");
+    assert_eq!(browser.eval("document.activeElement.matches('.summary.target')"), true);
+    assert!(main_text(&browser).contains("prune the quince hedge"));
+}
+
+#[test]
+fn a_project_page_lists_its_summaries_newest_first_in_light_and_dark() {
+    let _one = one_browser_at_a_time();
+    let server = TestServer::start(&[]);
+    seed_memory(&server);
+    let browser = Browser::start(&[]);
+    open(&browser, &server, "#/memory", "memory");
+    // The empty search page offers every project's page; a hit's project links to it too.
+    let links = browser.eval("[...document.querySelectorAll('.project-links a')].map(a => a.textContent)");
+    assert_eq!(links, json!(["harbor", "orchard"]));
+    browser.send_keys(&browser.find("#memory-q"), "marigold");
+    wait_rendered(&browser, "#/memory?q=marigold");
+    browser.click(&browser.find(".hit .hit-meta a"));
+    wait_ready(&browser, "project");
+    assert_eq!(browser.eval("location.hash"), "#/projects/orchard");
+    assert_eq!(browser.eval("document.querySelector('nav a[aria-current=page]').dataset.view"), "memory");
+
+    let newest_first: Vec<i64> = {
+        let (_, page) = server.get("/api/summaries?project=orchard");
+        page["items"].as_array().unwrap().iter().map(|s| s["id"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(newest_first.len(), 2);
+    assert!(newest_first[0] > newest_first[1]);
+    let shown =
+        browser.eval("[...document.querySelectorAll('.timeline > li')].map(li => Number(li.dataset.summaryId))");
+    assert_eq!(shown, json!(newest_first));
+    let text = main_text(&browser);
+    let (later, earlier) = (text.find("prune the quince hedge"), text.find("plant the quince trees"));
+    assert!(later.is_some() && earlier.is_some() && later < earlier, "newest first:\n{text}");
+    assert!(!text.contains("moor the boats"), "another project's summary:\n{text}");
+
+    // Each summary links to its session at that summary.
+    let orchard_2 = session_id(&server, "orchard-2");
+    browser.click(&browser.find(".timeline > li:first-child a"));
+    wait_ready(&browser, "session");
+    assert_eq!(browser.eval("location.hash"), format!("#/sessions/{orchard_2}?summary={}", newest_first[0]));
+    browser.wait_for(UI, "the summary to be highlighted", "document.querySelector('.summary.target')");
+    browser.back();
+    wait_ready(&browser, "project");
+
+    for scheme in ["light", "dark"] {
+        browser.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+        );
+        open(&browser, &server, "#/memory", "memory");
+        screenshot(&browser, &format!("memory-empty-{scheme}"));
+        open(&browser, &server, "#/memory?q=zephyr", "memory");
+        wait_rendered(&browser, "#/memory?q=zephyr");
+        screenshot(&browser, &format!("memory-{scheme}"));
+        open(&browser, &server, "#/projects/orchard", "project");
+        screenshot(&browser, &format!("project-{scheme}"));
+    }
+    // A project nobody knows is an empty timeline, not an error.
+    open(&browser, &server, "#/projects/nowhere", "project");
+    assert!(main_text(&browser).contains("No summaries yet"), "{}", main_text(&browser));
+}

@@ -1,4 +1,5 @@
-// The inspector's entry point: routes the URL hash to a view (#/, #/sessions, #/sessions/42, #/queue),
+// The inspector's entry point: routes the URL hash to a view (#/, #/sessions, #/sessions/42, #/memory,
+// #/projects/{name}, #/queue),
 // keeps the live connection with its "lost connection" banner, and refetches the open view when events say
 // its data changed (coalesced by a Refresher). When a view has drawn its data the first time after a
 // navigation, it sets document.body.dataset.ready to the view's name and marks `<name>-rendered` in the
@@ -6,7 +7,9 @@
 
 import { el, count, replace } from './dom.js';
 import { Live } from './live.js';
+import { MemoryView } from './memory.js';
 import { OverviewView } from './overview.js';
+import { ProjectView } from './project.js';
 import { QueueView } from './queue.js';
 import { Refresher } from './refresh.js';
 import { SessionView } from './session.js';
@@ -17,6 +20,8 @@ const VIEWS = {
   overview: OverviewView,
   sessions: SessionsView,
   session: SessionView,
+  memory: MemoryView,
+  project: ProjectView,
   queue: QueueView,
 };
 
@@ -49,6 +54,14 @@ function parseRoute(hash) {
   if (parts.length === 0) return { name: 'overview', params };
   if (parts[0] === 'sessions' && parts.length === 1) return { name: 'sessions', params };
   if (parts[0] === 'sessions' && parts.length === 2 && /^\d+$/.test(parts[1])) return { name: 'session', id: Number(parts[1]), params };
+  if (parts[0] === 'memory' && parts.length === 1) return { name: 'memory', params };
+  if (parts[0] === 'projects' && parts.length === 2) {
+    try {
+      return { name: 'project', project: decodeURIComponent(parts[1]), params };
+    } catch {
+      return { name: 'missing', params };
+    }
+  }
   if (parts[0] === 'queue' && parts.length === 1) return { name: 'queue', params };
   return { name: 'missing', params };
 }
@@ -82,7 +95,7 @@ const ctx = {
 };
 
 function highlightNav(name) {
-  const section = name === 'session' ? 'sessions' : name;
+  const section = { session: 'sessions', project: 'memory' }[name] ?? name;
   for (const link of document.querySelectorAll('nav a[data-view]')) {
     if (link.dataset.view === section) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');

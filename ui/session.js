@@ -2,6 +2,7 @@
 // facts; newest first) and its queue messages with status, attempts and last error (every unfinished one,
 // the newest processed ones). A long session shows its newest part, with a button for the rest. The view
 // refetches when an event concerns this session, or when the queue moved while it has unfinished messages.
+// `?observation=ID` or `?summary=ID` (a search hit) highlights that one, scrolls to it and focuses it.
 
 import { get } from './api.js';
 import { badge, count, el, emptyState, plural, reconcile, replace } from './dom.js';
@@ -37,16 +38,27 @@ function observationItem(o) {
   );
 }
 
-function summaryItem(s) {
+/** What a summary says: request, investigated, completed, next steps, and its files. */
+export function summaryBody(s) {
   const part = (label, text) => (text ? [el('dt', { text: label }), el('dd', { text })] : null);
-  return el(
-    'article',
-    { class: 'summary', dataset: { summaryId: s.id } },
-    el('p', { class: 'muted' }, `Up to prompt ${s.prompt_number} · `, timeEl(s.created_at)),
+  return [
     el('dl', {}, part('Request', s.request), part('Investigated', s.investigated), part('Completed', s.completed), part('Next steps', s.next_steps)),
     fileList('Files read', s.files_read),
     fileList('Files edited', s.files_edited),
-  );
+  ];
+}
+
+function summaryItem(s) {
+  return el('article', { class: 'summary', dataset: { summaryId: s.id } }, el('p', { class: 'muted' }, `Up to prompt ${s.prompt_number} · `, timeEl(s.created_at)), summaryBody(s));
+}
+
+/** The observation or summary the address points at (`?observation=ID`, `?summary=ID`), if any. */
+function targetOf(params) {
+  for (const kind of ['observation', 'summary']) {
+    const id = params.get(kind);
+    if (id && /^\d+$/.test(id)) return { kind, id };
+  }
+  return null;
 }
 
 /** The status of a queue message as a badge; a processing message past the threshold shows as stuck. */
@@ -83,9 +95,13 @@ export class SessionView {
   #unfinished = false;
   /** The parts that change, inside a skeleton built on the first render. */
   #parts = null;
+  /** What the address points at, and whether the view has scrolled to it yet. */
+  #target = null;
+  #reached = false;
 
   constructor(ctx, route) {
     this.#id = route.id;
+    this.#target = targetOf(route.params);
     this.root = el('section', { class: 'view' }, el('p', { class: 'muted', text: 'Loading…' }));
   }
 
@@ -93,7 +109,10 @@ export class SessionView {
     return route.name === 'session' && route.id === this.#id;
   }
 
-  setRoute() {}
+  setRoute(route) {
+    this.#target = targetOf(route.params);
+    this.#reached = false;
+  }
 
   wants(name, data) {
     if (name === 'processing_status') return this.#unfinished;
@@ -132,6 +151,7 @@ export class SessionView {
       messages: el('tbody'),
       messagesTable: null,
       moreMessages: el('p'),
+      missing: el('p', { class: 'notice', role: 'status', hidden: true }),
       noMessages: el('p', { class: 'muted', text: 'No queue messages (processed ones are pruned after the retention period).' }),
     };
     p.messagesTable = el(
@@ -149,6 +169,7 @@ export class SessionView {
       this.root,
       el('p', { class: 'crumbs' }, el('a', { href: '#/sessions', text: '← All sessions' })),
       p.heading,
+      p.missing,
       p.facts,
       p.summariesTitle,
       p.summaries,
@@ -197,6 +218,8 @@ export class SessionView {
 
     // Newest first, so what just happened is at the top.
     const newestFirst = observations.slice().reverse();
+    const target = this.#target;
+    if (target?.kind === 'observation' && newestFirst.findIndex((o) => String(o.id) === target.id) >= SHOWN) this.#showAll = true;
     const shown = this.#showAll ? newestFirst : newestFirst.slice(0, SHOWN);
     p.observationsCount.textContent = `(${count(observations.length)})`;
     p.observations.start = observations.length;
@@ -227,6 +250,33 @@ export class SessionView {
     }
     p.messagesTable.hidden = messages.length === 0;
     p.noMessages.hidden = messages.length > 0;
+    this.#markTarget();
+  }
+
+  /** Highlights the target on every render; scrolls to it and focuses it once per navigation. */
+  #markTarget() {
+    const p = this.#parts;
+    const t = this.#target;
+    let found = null;
+    for (const [kind, list, key] of [['observation', p.observations, 'observationId'], ['summary', p.summaries, 'summaryId']]) {
+      for (const node of list.children) {
+        const hit = t?.kind === kind && node.dataset[key] === t.id;
+        node.classList.toggle('target', hit);
+        if (hit) {
+          node.setAttribute('aria-current', 'true');
+          node.tabIndex = -1;
+          found = node;
+        } else {
+          node.removeAttribute('aria-current');
+        }
+      }
+    }
+    p.missing.hidden = !t || found !== null;
+    if (t && !found) p.missing.textContent = `The ${t.kind} this link points at is no longer in this session.`;
+    if (!found || this.#reached) return;
+    this.#reached = true;
+    found.scrollIntoView({ block: 'center' });
+    found.focus({ preventScroll: true });
   }
 
   #expandMessages() {

@@ -38,6 +38,8 @@ pub mod key {
     pub const SPACE: &str = "\u{E00D}";
     pub const TAB: &str = "\u{E004}";
     pub const ESCAPE: &str = "\u{E00C}";
+    pub const ARROW_UP: &str = "\u{E013}";
+    pub const ARROW_DOWN: &str = "\u{E015}";
 }
 
 /// A reference to an element in the page.
@@ -171,6 +173,11 @@ impl Browser {
     /// Navigates and waits for the load event.
     pub fn goto(&self, url: &str) {
         self.command("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    /// The browser's Back button.
+    pub fn back(&self) {
+        self.command("POST", "/back", None);
     }
 
     /// Runs `script` (a function body: use `return`) with `arguments`; returns its result.

@@ -48,6 +48,8 @@ const ASSETS: &[Asset] = &[
     asset!("overview.js", JS),
     asset!("sessions.js", JS),
     asset!("session.js", JS),
+    asset!("memory.js", JS),
+    asset!("project.js", JS),
     asset!("queue.js", JS),
 ];
 
