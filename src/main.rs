@@ -396,7 +396,12 @@ fn context(project: Option<String>, chars: Option<usize>) -> anyhow::Result<()> 
     let text = match asked {
         Ok(answer) => answer["context"].as_str().unwrap_or_default().to_string(),
         Err(ClientError::NotRunning { .. }) => ReadOnly::new(&config).read_blocking(|c| {
-            memtray_core::recall::context::session_start(c, &project, chars, memtray_core::recall::context::Start::Fresh)
+            memtray_core::recall::context::session_start(
+                c,
+                &project,
+                chars,
+                memtray_core::recall::context::Start::Fresh,
+            )
         })?,
         Err(e) => return Err(e.into()),
     };

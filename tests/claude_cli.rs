@@ -47,9 +47,21 @@ impl Session {
         session
     }
 
+    /// A second git repository (another project) for the same HOME.
+    fn other_repo(&self) -> tempfile::TempDir {
+        let repo = tempfile::tempdir().unwrap();
+        let git = Command::new("git").args(["init", "-q"]).current_dir(repo.path()).status().unwrap();
+        assert!(git.success());
+        repo
+    }
+
     /// Runs `claude -p PROMPT ARGS…` to its end with a clean environment plus memtray's own variables (which
     /// the hooks inherit), and returns its JSON result.
     fn run(&self, server: &TestServer, prompt: &str, args: &[&str]) -> Value {
+        self.run_in(self.repo.path(), server, prompt, args)
+    }
+
+    fn run_in(&self, repo: &Path, server: &TestServer, prompt: &str, args: &[&str]) -> Value {
         let memtray = server.command("hook");
         let mut cmd = Command::new(claude_bin());
         cmd.env_clear()
@@ -63,7 +75,7 @@ impl Session {
             .env("DISABLE_AUTOUPDATER", "1")
             .env("DISABLE_ERROR_REPORTING", "1")
             .env("IS_SANDBOX", "1")
-            .current_dir(self.repo.path())
+            .current_dir(repo)
             .args(["-p", prompt, "--output-format", "json", "--dangerously-skip-permissions"])
             .args(args)
             .stdin(Stdio::null());
@@ -242,4 +254,67 @@ fn command_hooks_capture_every_tool_use_and_stop_across_downtime() {
 fn http_hooks_capture_every_tool_use_and_stop_across_downtime() {
     let (server, session, id, expected) = four_runs(TestServer::start(&[]), "http");
     assert_complete(&server, &session, &id, &expected);
+}
+
+/// The text of a request's messages (where Claude Code puts SessionStart context: a system reminder in the
+/// first user message), and of its tool results.
+fn messages_text(request: &Value) -> String {
+    request["messages"].to_string()
+}
+
+/// The main conversation's requests (those offering tools) from `from` on.
+fn conversation(api: &FakeAnthropic, from: usize) -> Vec<Value> {
+    api.requests().into_iter().skip(from).filter(|r| r["tools"].as_array().is_some_and(|t| !t.is_empty())).collect()
+}
+
+#[test]
+fn the_next_session_starts_with_the_last_ones_memory_and_searches_it_over_mcp() {
+    let server = TestServer::start(&[]);
+    let session = Session::new(&server, "command");
+    let notes = session.repo.path().join("zephyrine-notes.md");
+
+    // Session 1 does work in the project.
+    session.api.script(vec![
+        vec![tool("toolu_r1", "Write", json!({"file_path": notes, "content": "zephyrine calibration steps\n"}))],
+        vec![text("Wrote the zephyrine calibration notes.")],
+    ]);
+    session.run(&server, "Write down the zephyrine calibration", &[]);
+    server.wait_idle(Duration::from_secs(20));
+    assert_eq!(server.count("SELECT count(*) FROM summaries"), 1);
+    let observation: i64 = server.count("SELECT id FROM observations");
+
+    // Session 2, a new one in the same project: its first request carries session 1's memory, and the model
+    // asks memtray's MCP server for more.
+    let from = session.api.requests().len();
+    session.api.script(vec![
+        vec![tool("toolu_r2", "mcp__memtray__search", json!({"query": "zephyrine"}))],
+        vec![text("Found the earlier notes.")],
+    ]);
+    session.run(&server, "Where were we with the calibration?", &[]);
+    let requests = conversation(&session.api, from);
+    assert!(requests.len() >= 2, "the model was asked twice: {}", requests.len());
+    let first = messages_text(&requests[0]);
+    assert!(first.contains("Recent memory of"), "memtray's context is in the first request: {first}");
+    assert!(first.contains("Write down the zephyrine calibration"), "session 1's summary (its request)");
+    assert!(first.contains("zephyrine-notes.md"), "and the file it wrote");
+    assert!(first.contains("mcp__memtray__search"), "and how to get more");
+    let offered: Vec<&str> =
+        requests[0]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(offered.contains(&"mcp__memtray__search"), "memtray's MCP tools are offered: {offered:?}");
+    let answered = messages_text(&requests[1]);
+    // What follows the tool result's id: the MCP tool's answer (session 1's context is earlier in the text).
+    let result = answered.split("toolu_r2").nth(2).unwrap_or_default();
+    assert!(
+        result.contains(&format!("observation #{observation}")),
+        "the search result names the observation: {result}"
+    );
+    assert!(!answered.contains("\"is_error\":true"), "the tool call did not fail: {answered}");
+
+    // A session in another project gets none of it.
+    let elsewhere = session.other_repo();
+    let from = session.api.requests().len();
+    session.api.script(vec![vec![text("Nothing here yet.")]]);
+    session.run_in(elsewhere.path(), &server, "Start something new", &[]);
+    let first = messages_text(&conversation(&session.api, from)[0]);
+    assert!(!first.contains("Recent memory of") && !first.contains("zephyrine"), "{first}");
 }

@@ -468,3 +468,110 @@ fn an_excluded_project_is_not_captured_and_memtray_disabled_silences_the_hook() 
     hook_event(&server, &event);
     assert_eq!(server.count("SELECT count(*) FROM sessions WHERE agent_session_id = 'off'"), 1);
 }
+
+/// `memtray hook` for a SessionStart of `session` in `cwd`: what it printed.
+fn session_start(server: &TestServer, session: &str, cwd: &str, source: &str) -> String {
+    let event = json!({"session_id": session, "hook_event_name": "SessionStart", "source": source, "cwd": cwd});
+    let (out, _) = run_hook(server, event.to_string().as_bytes());
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_session_start_prints_the_projects_memory_within_the_budget_from_the_server_or_the_database() {
+    let mut server = TestServer::start(&[("MEMTRAY_CONTEXT_CHARS", "1200")]);
+    let cwd = "/home/dev/projects/ledger";
+    for n in 0..12 {
+        let s = format!("past-{n}");
+        post_hook(
+            &server,
+            &json!({"session_id": s, "cwd": cwd, "hook_event_name": "UserPromptSubmit", "prompt": format!("Task number {n}")}),
+        );
+        post_hook(
+            &server,
+            &json!({"session_id": s, "cwd": cwd, "hook_event_name": "PostToolUse", "tool_name": "Bash",
+            "tool_use_id": format!("t{n}"), "tool_input": {"command": format!("cargo test part{n}")}, "tool_response": {"stdout": "ok"}}),
+        );
+        post_hook(
+            &server,
+            &json!({"session_id": s, "cwd": cwd, "hook_event_name": "Stop", "last_assistant_message": format!("Finished task {n}.")}),
+        );
+    }
+    server.wait_idle(Duration::from_secs(20));
+
+    let printed = session_start(&server, "new-1", cwd, "startup");
+    let output: Value = serde_json::from_str(printed.trim()).expect("one JSON object and nothing else");
+    assert_eq!(output["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    let context = output["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
+    assert!(context.chars().count() <= 1200, "within context_chars: {}", context.chars().count());
+    assert!(context.starts_with("# Recent memory of ledger"), "{context}");
+    assert!(context.contains("Task number 11") && !context.contains("Task number 0"), "newest first: {context}");
+    assert!(context.trim_end().ends_with("(mcp__memtray__search, ...)."), "how to get more: {context}");
+    // Whole items only: every line is a heading, an item or an item's continuation.
+    for line in context.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            line.starts_with('#') || line.starts_with("- ") || line.starts_with("  ") || line.starts_with("More"),
+            "{line:?}"
+        );
+    }
+
+    // Resumed with nothing new since: nothing at all.
+    assert_eq!(session_start(&server, "past-11", cwd, "resume"), "");
+    // Another project: nothing. Other events: nothing.
+    assert_eq!(session_start(&server, "new-2", "/home/dev/projects/elsewhere", "startup"), "");
+
+    // The same text over the API (memtray's and claude-mem's), for this user only.
+    let (status, answer) = server.get("/api/context?project=ledger&chars=1200");
+    assert_eq!((status, answer["context"].as_str()), (200, Some(context)));
+    assert_eq!(server.get_anonymous("/api/context/inject?project=ledger").0, 401);
+    let inject = support::http()
+        .get(&server.url("/api/context/inject?project=ledger&chars=1200"))
+        .header("x-memtray-token", server.secret())
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(inject, context);
+
+    // With the server down the hook reads the database itself: the same text.
+    server.stop();
+    let offline = session_start(&server, "new-3", cwd, "clear");
+    let offline: Value = serde_json::from_str(offline.trim()).unwrap();
+    assert_eq!(offline["hookSpecificOutput"]["additionalContext"], context);
+    // And `memtray context` prints it in a terminal.
+    let out = server.command("context").args(["--project", "ledger"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("# Recent memory of ledger"));
+}
+
+#[test]
+fn with_prompt_context_a_prompt_gets_related_older_memory_and_only_this_user_does() {
+    let server = TestServer::start(&[("MEMTRAY_PROMPT_CONTEXT", "1")]);
+    let cwd = "/home/dev/projects/ledger";
+    post_hook(
+        &server,
+        &json!({"session_id": "old", "cwd": cwd, "hook_event_name": "PostToolUse", "tool_name": "Read",
+        "tool_use_id": "t-old", "tool_input": {"file_path": "/home/dev/projects/ledger/src/zephyrine.rs"}, "tool_response": {}}),
+    );
+    post_hook(
+        &server,
+        &json!({"session_id": "now", "cwd": cwd, "hook_event_name": "PostToolUse", "tool_name": "Read",
+        "tool_use_id": "t-now", "tool_input": {"file_path": "/home/dev/projects/ledger/src/zephyrine_now.rs"}, "tool_response": {}}),
+    );
+    server.wait_idle(Duration::from_secs(10));
+    let prompt = json!({"session_id": "now", "cwd": cwd, "hook_event_name": "UserPromptSubmit",
+        "prompt": "How does the zephyrine module work?"});
+    let (status, answer) = server.post("/hooks/claude-code", &prompt);
+    assert_eq!(status, 200);
+    let context = answer["hookSpecificOutput"]["additionalContext"].as_str().expect("related memory");
+    assert_eq!(answer["hookSpecificOutput"]["hookEventName"], "UserPromptSubmit");
+    assert!(
+        context.contains("zephyrine.rs") && !context.contains("zephyrine_now.rs"),
+        "older sessions only: {context}"
+    );
+    // Without this user's secret the answer carries nothing (and the prompt is still taken in).
+    let (status, answer, _) =
+        server.post_raw("/hooks/claude-code", Some("application/json"), prompt.to_string().as_bytes());
+    assert_eq!((status, answer), (200, json!({})));
+}

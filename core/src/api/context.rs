@@ -43,7 +43,10 @@ pub(super) async fn context(
     Ok(Json(json!({ "project": project, "context": context })))
 }
 
-pub(super) async fn inject(State(queries): State<Queries>, ApiQuery(params): ApiQuery<Params>) -> Result<Response, ApiError> {
+pub(super) async fn inject(
+    State(queries): State<Queries>,
+    ApiQuery(params): ApiQuery<Params>,
+) -> Result<Response, ApiError> {
     let (_, context) = text(&queries, params).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], context).into_response())
 }

@@ -17,12 +17,12 @@ use super::HookEvent;
 use crate::client::{Client, ClientError};
 use crate::clock::Clock;
 use crate::config::{CONTEXT_CHARS_MAX, Config, Paths};
+use crate::privacy::Privacy;
 use crate::project;
 use crate::recall::context;
-use crate::store::ReadOnly;
-use crate::privacy::Privacy;
 use crate::redact::Redactor;
 use crate::secret::Secret;
+use crate::store::ReadOnly;
 use crate::store::{self, inbox};
 
 /// The share of the budget the server gets; the rest is kept for the inbox fallback.
