@@ -221,6 +221,31 @@ fn drain(index: bool) -> f64 {
     rate
 }
 
+/// `memtray hook` on a SessionStart in a project with memory, 50 times: p50, p99 (ms) and the context's length.
+fn session_starts(server: &TestServer) -> (f64, f64, usize) {
+    use std::io::Write as _;
+    let mut samples = Vec::new();
+    let mut chars = 0;
+    for i in 0..50 {
+        let event = json!({"session_id": format!("start-{i}"), "hook_event_name": "SessionStart", "source": "startup",
+            "cwd": "/nonexistent/project0"});
+        let start = Instant::now();
+        let mut child = server
+            .command("hook")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(event.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        samples.push(start.elapsed());
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        chars = printed["hookSpecificOutput"]["additionalContext"].as_str().map_or(0, |c| c.chars().count());
+    }
+    let (p50, p99) = latencies(samples);
+    (p50, p99, chars)
+}
+
 fn main() {
     println!(
         "memtray search benchmark ({} CPUs; release build)",
@@ -270,7 +295,15 @@ fn main() {
         latencies(samples)
     });
     println!("MCP search round trip (stdio, one word, limit 10): p50 {mcp_p50:.2} ms, p99 {mcp_p99:.2} ms");
+    let (p50, p99, chars) = session_starts(&server);
+    println!(
+        "SessionStart hook spawn-to-exit, server up:   p50 {p50:.2} ms, p99 {p99:.2} ms ({chars} characters of context)"
+    );
     server.stop();
+    let (p50, p99, chars) = session_starts(&server);
+    println!(
+        "SessionStart hook spawn-to-exit, server down: p50 {p50:.2} ms, p99 {p99:.2} ms ({chars} characters of context)"
+    );
 
     let (with, without) = sizes(&server.database());
     println!(
