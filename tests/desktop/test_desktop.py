@@ -139,6 +139,16 @@ def colours(path):
     return int(out.strip())
 
 
+def serve_elsewhere():
+    """A `memtray serve` on a free port with its own folders (so its own secret): (port, root, process)."""
+    port = free_port()
+    root = tempfile.mkdtemp(prefix="memtray-serve-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRAY_")}
+    env.update({"MEMTRAY_PORT": str(port), "MEMTRAY_DATA_DIR": root, "MEMTRAY_CONFIG": root + "/c.toml",
+                "MEMTRAY_STATE_DIR": root + "/state", "MEMTRAY_LOG": "warn"})
+    return port, root, subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
+
+
 class App:
     """One `memtray-desktop` process with its own home, runtime dir, data dir and port."""
 
@@ -545,12 +555,7 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(len(self.watcher.items), 1, "the second launch must not add a tray")
 
     async def test_attaches_to_a_running_memtray_server(self):
-        port = free_port()
-        root = tempfile.mkdtemp(prefix="memtray-serve-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRAY_")}
-        env.update({"MEMTRAY_PORT": str(port), "MEMTRAY_DATA_DIR": root, "MEMTRAY_CONFIG": root + "/c.toml",
-                    "MEMTRAY_STATE_DIR": root + "/state", "MEMTRAY_LOG": "warn"})
-        server = subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
+        port, root, server = serve_elsewhere()
         try:
             self.assertIn(b"ready", server.stdout.readline())
             # The same user's app: it shares the server's state folder, so it knows the secret the server
@@ -575,12 +580,7 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
                 server.wait()
 
     async def test_another_accounts_memtray_on_the_port_is_not_followed(self):
-        port = free_port()
-        root = tempfile.mkdtemp(prefix="memtray-serve-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRAY_")}
-        env.update({"MEMTRAY_PORT": str(port), "MEMTRAY_DATA_DIR": root, "MEMTRAY_CONFIG": root + "/c.toml",
-                    "MEMTRAY_STATE_DIR": root + "/state", "MEMTRAY_LOG": "warn"})
-        server = subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
+        port, root, server = serve_elsewhere()
         try:
             self.assertIn(b"ready", server.stdout.readline())
             # Its own state folder, so its own secret: the server cannot prove it knows this app's.
