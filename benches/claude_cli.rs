@@ -194,7 +194,12 @@ fn main() {
         }
         for (slot, (_, event)) in events(&format!("hook-{i}"), &transcript, i).into_iter().enumerate() {
             let started = Instant::now();
-            let mut child = memtray(server.dir.path(), server.port).arg("hook").stdin(Stdio::piped()).spawn().unwrap();
+            let mut child = memtray(server.dir.path(), server.port)
+                .arg("hook")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
             child.stdin.take().unwrap().write_all(&serde_json::to_vec(&event).unwrap()).unwrap();
             assert!(child.wait().unwrap().success());
             by_kind[slot].2.push(started.elapsed());

@@ -121,11 +121,18 @@ async fn deliver(config: &Config, paths: &Paths, input: impl Read, output: &mut 
         // Storage unavailable, shutting down, or no answer: keep it ourselves.
         Err(_) => {}
     }
-    // No server of this user's: the session still starts with its context, read from the database itself.
-    if event.hook_event_name == "SessionStart" {
+    // No server of this user's: the session still starts with its context, read from the database itself
+    // while the event is kept (the two run side by side).
+    let reading = (event.hook_event_name == "SessionStart").then(|| {
         let (config, event) = (config.clone(), event.clone());
-        let read = tokio::task::spawn_blocking(move || context_from_database(&config, &event));
-        let left = deadline.saturating_duration_since(Instant::now()).mul_f64(0.5);
+        tokio::task::spawn_blocking(move || context_from_database(&config, &event))
+    });
+    let stored = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || store_in_inbox(&config, &body, deadline)).await
+    };
+    if let Some(read) = reading {
+        let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, read).await {
             Ok(Ok(Ok(Some(context)))) => *output = Some(output_line("SessionStart", &context)),
             Ok(Ok(Ok(None))) => {}
@@ -133,10 +140,6 @@ async fn deliver(config: &Config, paths: &Paths, input: impl Read, output: &mut 
             Ok(Err(_)) | Err(_) => log(&paths.state_dir, "no context from the database within the budget"),
         }
     }
-    let stored = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || store_in_inbox(&config, &body, deadline)).await
-    };
     match stored.unwrap_or(Err(store::StoreError::Closed)) {
         Ok(()) => {
             log(
