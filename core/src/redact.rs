@@ -20,10 +20,11 @@ macro_rules! b {
 }
 
 /// The words a name ends with when its value is a secret by name (`DB_PASSWORD`, `client_secret`,
-/// `GITHUB_TOKEN`, `api_key`).
+/// `GITHUB_TOKEN`, `api_key`). ASCII words, matched case-insensitively without Unicode case folding, which
+/// would make the expression many times costlier to compile (every `memtray hook` that falls back compiles it).
 macro_rules! secret_words {
     () => {
-        r"(?i:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+        r"(?i-u:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
     };
 }
 
@@ -98,7 +99,7 @@ pub const BUILT_IN: &[Pattern] = &[
     Pattern {
         kind: "bearer_token",
         description: "the credential after `Authorization: Bearer`, `Basic`, `Token` or `Digest`, and after a lone `Bearer` when it has a digit",
-        regex: r"(?i:(?:proxy-)?authorization[\x22']?[ \t]*[:=][ \t]*[\x22']?(?:bearer|basic|token|digest)[ \t]+|bearer[ \t]+)(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)",
+        regex: r"(?i-u:(?:proxy-)?authorization[\x22']?[ \t]*[:=][ \t]*[\x22']?(?:bearer|basic|token|digest)[ \t]+|bearer[ \t]+)(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)",
     },
     Pattern {
         kind: "url_password",
@@ -197,7 +198,10 @@ fn check_for(kind: &str) -> Check {
 /// One compiled rule.
 struct Rule {
     kind: &'static str,
-    regex: Regex,
+    /// The rule's own expression, compiled on first use: the set alone tells whether it matches at all, and
+    /// most text matches nothing (a `memtray hook` process would otherwise compile every rule twice).
+    regex: OnceLock<Regex>,
+    source: String,
     /// The rule has a `secret` group (captures needed, not just the match).
     grouped: bool,
     check: Check,
@@ -221,11 +225,11 @@ impl Rules {
         let rules = sources
             .into_iter()
             .map(|(kind, source)| {
-                let regex = Regex::new(source)?;
-                let grouped = regex.capture_names().any(|n| n == Some("secret"));
-                Ok(Rule { kind, regex, grouped, check: check_for(kind) })
+                // The set compiled every source already, so this cannot fail later.
+                let grouped = source.contains("(?P<secret>") || source.contains("(?<secret>");
+                Rule { kind, regex: OnceLock::new(), source: source.to_string(), grouped, check: check_for(kind) }
             })
-            .collect::<Result<Vec<_>, regex::Error>>()?;
+            .collect();
         let secret_key = Regex::new(concat!(secret_words!(), "$"))?;
         Ok(Rules { set, rules, min_len: if extra.is_empty() { 8 } else { 0 }, secret_key })
     }
@@ -295,8 +299,9 @@ impl Redactor {
         let mut spans: Vec<(usize, usize, &str)> = Vec::new();
         for index in matched.iter() {
             let rule = &rules.rules[index];
+            let regex = rule.regex.get_or_init(|| Regex::new(&rule.source).expect("the set compiled it"));
             if rule.grouped {
-                for caps in rule.regex.captures_iter(text) {
+                for caps in regex.captures_iter(text) {
                     let whole = caps.get(0).expect("group 0 is the match");
                     let secret = caps.name("secret").unwrap_or(whole);
                     if (rule.check)(text, secret.range(), whole.end()) {
@@ -304,7 +309,7 @@ impl Redactor {
                     }
                 }
             } else {
-                for m in rule.regex.find_iter(text) {
+                for m in regex.find_iter(text) {
                     if (rule.check)(text, m.range(), m.end()) {
                         spans.push((m.start(), m.end(), rule.kind));
                     }
