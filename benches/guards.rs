@@ -181,6 +181,8 @@ fn quick_check() {
 struct Server {
     child: Child,
     port: u16,
+    /// This user's secret (empty for a binary from before it existed).
+    token: String,
 }
 
 impl Server {
@@ -204,7 +206,8 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-        Server { child, port }
+        let token = std::fs::read_to_string(dir.join("state/token")).unwrap_or_default().trim().to_string();
+        Server { child, port, token }
     }
 
     /// utime + stime in clock ticks (1/100 s).
@@ -222,9 +225,9 @@ impl Drop for Server {
     }
 }
 
-fn request(stream: &mut TcpStream, path: &str, body: &[u8]) {
+fn request(stream: &mut TcpStream, token: &str, path: &str, body: &[u8]) {
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Memtray-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -251,7 +254,7 @@ fn request(stream: &mut TcpStream, path: &str, body: &[u8]) {
 fn cpu_per_observation(server: &Server, run: &str, n: usize, payload: &(Value, Value)) -> f64 {
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stream.set_nodelay(true).unwrap();
-    request(&mut stream, "/api/processing", br#"{"paused": true}"#);
+    request(&mut stream, &server.token, "/api/processing", br#"{"paused": true}"#);
     let bodies: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             json!({"claudeSessionId": format!("bench-{run}"), "tool_name": "Bash", "tool_input": payload.0,
@@ -262,7 +265,7 @@ fn cpu_per_observation(server: &Server, run: &str, n: usize, payload: &(Value, V
         .collect();
     let before = server.cpu_ticks();
     for body in &bodies {
-        request(&mut stream, "/api/sessions/observations", body);
+        request(&mut stream, &server.token, "/api/sessions/observations", body);
     }
     let ticks = server.cpu_ticks() - before;
     ticks as f64 * 10_000.0 / n as f64 // µs
