@@ -521,11 +521,7 @@ impl Intake {
             })
             .await?;
         if created {
-            self.inner.events.publish(Event::SessionStarted {
-                session_id: session.id,
-                agent_session_id: session.agent_session_id.clone(),
-                project: session.project.clone(),
-            });
+            self.announce(&session);
         }
         if done.observations + done.summaries > 0 {
             self.inner.waker.wake(session.id);
@@ -595,14 +591,19 @@ impl Intake {
             })
             .await?;
         if created {
-            self.inner.events.publish(Event::SessionStarted {
-                session_id: session.id,
-                agent_session_id: session.agent_session_id.clone(),
-                project: session.project.clone(),
-            });
+            self.announce(&session);
             self.inner.trigger.changed();
         }
         Ok((session, out))
+    }
+
+    /// Tells the event stream a session was seen for the first time.
+    fn announce(&self, session: &sessions::Session) {
+        self.inner.events.publish(Event::SessionStarted {
+            session_id: session.id,
+            agent_session_id: session.agent_session_id.clone(),
+            project: session.project.clone(),
+        });
     }
 
     /// Whether `project` is one memtray must not capture.
