@@ -1,12 +1,10 @@
 //! Claude Code integration figures: `memtray hook` spawn-to-exit with a PostToolUse payload (server up and
-//! server down), server time and server CPU per `/hooks/claude-code` PostToolUse request, and transcript
-//! reconciliation time for a 10,000-line transcript. With `MEMTRAY_BENCH_BASELINE=<another memtray binary>`
-//! (an older build, say), the hook and the server figures are measured for both binaries in the same run,
-//! interleaved. Prints figures; asserts nothing.
+//! server down), server time per `/hooks/claude-code` PostToolUse request, and transcript reconciliation
+//! time for a 10,000-line transcript. Prints figures; asserts nothing. (The same figures against an older
+//! binary, in one run, are `benches/guards.rs`'s.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,11 +21,7 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path, durability: &str) -> Server {
-        Server::start_bin(Path::new(env!("CARGO_BIN_EXE_memtray")), dir, durability)
-    }
-
-    fn start_bin(bin: &Path, dir: &std::path::Path, durability: &str) -> Server {
-        let mut child = Command::new(bin)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_memtray"))
             .arg("serve")
             .env("MEMTRAY_DATA_DIR", dir)
             .env("MEMTRAY_CONFIG", dir.join("none.toml"))
@@ -81,15 +75,11 @@ fn report(label: &str, mut samples: Vec<Duration>, target: &str) {
 }
 
 fn hook_runs(dir: &std::path::Path, port: u16, offset: usize) -> Vec<Duration> {
-    hook_runs_bin(Path::new(env!("CARGO_BIN_EXE_memtray")), dir, port, offset)
-}
-
-fn hook_runs_bin(bin: &Path, dir: &std::path::Path, port: u16, offset: usize) -> Vec<Duration> {
     (0..RUNS)
         .map(|i| {
             let body = payload(offset + i);
             let started = Instant::now();
-            let mut child = Command::new(bin)
+            let mut child = Command::new(env!("CARGO_BIN_EXE_memtray"))
                 .arg("hook")
                 .env("MEMTRAY_DATA_DIR", dir)
                 .env("MEMTRAY_CONFIG", dir.join("none.toml"))
@@ -218,51 +208,8 @@ impl memtray_core::memory::provider::Provider for NoProvider {
     }
 }
 
-/// The server's CPU time so far (user + system), from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = rest.split(' ').skip(11).take(2).map(|f| f.parse().unwrap()).collect();
-    let ticks = rustix::param::clock_ticks_per_second();
-    Duration::from_secs_f64((fields[0] + fields[1]) as f64 / ticks as f64)
-}
-
-/// The same figures for `baseline` and this build, one after the other, three rounds.
-fn against_baseline(baseline: &Path) {
-    let this = Path::new(env!("CARGO_BIN_EXE_memtray")).to_path_buf();
-    println!("baseline {} against this build {}", baseline.display(), this.display());
-    for round in 0..3 {
-        for (label, bin) in [("baseline", baseline), ("this build", this.as_path())] {
-            let dir = tempfile::tempdir().unwrap();
-            let server = Server::start_bin(bin, dir.path(), "full");
-            hook_runs_bin(bin, dir.path(), server.port, 0);
-            report(
-                &format!("[{round}] {label}: memtray hook spawn-to-exit, server up"),
-                hook_runs_bin(bin, dir.path(), server.port, 10_000),
-                "hook p50",
-            );
-            let n = 5_000;
-            let before = cpu_time(server.child.id());
-            let samples = server_requests(server.port, n);
-            // Let the consumers finish the work the posts started, so the figure holds all of it.
-            std::thread::sleep(Duration::from_secs(2));
-            let cpu = cpu_time(server.child.id()) - before;
-            report(&format!("[{round}] {label}: POST /hooks/claude-code PostToolUse"), samples, "server time");
-            println!(
-                "[{round}] {label}: server CPU per observation (intake and processing) {:.3} ms",
-                cpu.as_secs_f64() * 1e3 / n as f64
-            );
-        }
-    }
-}
-
 fn main() {
     println!("memtray hook bench ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    if let Ok(baseline) = std::env::var("MEMTRAY_BENCH_BASELINE") {
-        against_baseline(Path::new(&baseline));
-        return;
-    }
     for durability in ["full", "normal"] {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path(), durability);

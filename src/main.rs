@@ -197,10 +197,16 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
 }
 
+/// A client carrying this user's secret; it sends it only once the server proves it knows it
+/// ([`Client::verify`]).
+fn signed_client(config: &Config, paths: &Paths, timeout_secs: u64) -> anyhow::Result<Client> {
+    let secret = Secret::load_or_create(&paths.state_dir)?;
+    Ok(Client::with_timeout(config.port, std::time::Duration::from_secs(timeout_secs)).with_secret(secret))
+}
+
 /// A client of this user's running server, which has proved it is this user's.
 async fn own_server(config: &Config, paths: &Paths) -> anyhow::Result<Client> {
-    let secret = Secret::load_or_create(&paths.state_dir)?;
-    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(3)).with_secret(secret);
+    let client = signed_client(config, paths, 3)?;
     client.verify().await?;
     Ok(client)
 }
@@ -386,8 +392,7 @@ fn context(project: Option<String>, chars: Option<usize>) -> anyhow::Result<()> 
         None => memtray_core::project::from_cwd(&std::env::current_dir()?.to_string_lossy()),
     };
     let chars = chars.unwrap_or(config.context_chars).min(memtray_core::config::CONTEXT_CHARS_MAX);
-    let secret = Secret::load_or_create(&paths.state_dir)?;
-    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5)).with_secret(secret);
+    let client = signed_client(&config, &paths, 5)?;
     let params = [("project", project.clone()), ("chars", chars.to_string())];
     let asked = client_runtime()?.block_on(async {
         client.verify().await?;
@@ -448,8 +453,7 @@ fn search(
     if !query.kinds.is_empty() {
         params.push(("kind", query.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")));
     }
-    let secret = Secret::load_or_create(&paths.state_dir)?;
-    let client = Client::with_timeout(config.port, std::time::Duration::from_secs(5)).with_secret(secret);
+    let client = signed_client(&config, &paths, 5)?;
     let asked = client_runtime()?.block_on(async {
         client.verify().await?;
         client.get_with("/api/search", &params).await

@@ -67,7 +67,7 @@ fn fill(server: &TestServer) {
     assert_eq!(server.post("/api/sessions/summarize", &body).0, 200);
     init("m2", "atlas", "draw the okapi map");
     tool("m2", "t4", "cargo run --bin okapi-map");
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

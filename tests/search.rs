@@ -71,7 +71,7 @@ fn search_ranks_filters_and_highlights_real_memory() {
     summarize(&server, "a");
     init(&server, "b", "atlas", "map the <b>walrus</b> colony");
     server.post("/api/sessions/observations", &tool("b", "b1", "Bash", json!({"command": "grep -r walrus docs"})));
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
 
     let all = hits(&server, &[("q", "walrus")]);
     let kinds: Vec<&str> = all.iter().map(|h| h["kind"].as_str().unwrap()).collect();
@@ -120,7 +120,7 @@ fn search_ranks_filters_and_highlights_real_memory() {
 fn malformed_queries_answer_400_in_the_api_error_format() {
     let server = TestServer::start(&[]);
     init(&server, "a", "ledger", "something to find");
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[], "invalid_search"),
         (&[("q", "   ")], "invalid_search"),
@@ -157,7 +157,7 @@ fn private_text_is_never_found() {
     server.post("/api/sessions/observations", &body);
     init(&server, "p", "ledger", "<private>entirely private walrus prompt</private>");
     summarize(&server, "p");
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
     for secret in ["hunter2", "walrus-secret", "sk-walrus-987", "987", "entirely private", "walrus"] {
         assert!(hits(&server, &[("q", secret)]).is_empty(), "{secret} was found");
     }
@@ -177,7 +177,7 @@ fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
     init(&server, "gone", "ledger", "the orca session");
     server.post("/api/sessions/observations", &tool("gone", "g1", "Bash", json!({"command": "cargo run --bin orca"})));
     summarize(&server, "gone");
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
     assert!(hits(&server, &[("q", "beluga")]).is_empty(), "a failed message makes no memory");
 
     // A message aborted before it is processed leaves nothing in the index.
@@ -188,7 +188,7 @@ fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
     let pending = queue["messages"].as_array().unwrap().iter().find(|m| m["status"] == "pending").unwrap().clone();
     assert_eq!(server.post(&format!("/api/queue/{}/abort", pending["id"]), &json!({})).0, 200);
     assert_eq!(server.post("/api/processing", &json!({"paused": false})).0, 200);
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
     assert!(hits(&server, &[("q", "dugong")]).is_empty());
     assert_index_in_step(&server);
 
@@ -199,7 +199,7 @@ fn the_index_stays_in_step_across_retries_aborts_deletion_and_pruning() {
     let (_, queue) = server.get("/api/queue");
     let failed = queue["messages"].as_array().unwrap().iter().find(|m| m["status"] == "failed").unwrap().clone();
     assert_eq!(server.post(&format!("/api/queue/{}/retry", failed["id"]), &json!({})).0, 200);
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
     assert_eq!(hits(&server, &[("q", "beluga")]).len(), 1);
     assert_eq!(server.post(&format!("/api/queue/{}/retry", failed["id"]), &json!({})).0, 404, "nothing to retry");
     assert_index_in_step(&server);
@@ -275,7 +275,7 @@ fn the_search_command_asks_the_server_or_reads_the_database() {
     let mut server = TestServer::start(&[]);
     init(&server, "c", "ledger", "tune the <private>secret</private> capybara cache");
     server.post("/api/sessions/observations", &tool("c", "c1", "Bash", json!({"command": "cargo run --bin capybara"})));
-    server.settle();
+    server.wait_idle(Duration::from_secs(20));
 
     let run = |server: &TestServer, args: &[&str]| {
         let out = server.command("search").args(args).output().expect("memtray search");

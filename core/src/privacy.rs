@@ -86,11 +86,6 @@ pub fn strip_json(value: &mut Value) {
     }
 }
 
-/// Strips a raw hook event's content fields in place, keeping its metadata ([`HOOK_METADATA`]) as sent.
-pub fn strip_hook_event(event: &mut Value) {
-    with_hook_content(event, strip_json);
-}
-
 /// Runs `f` on an object holding the event's content fields (not its metadata), then puts them back.
 fn with_hook_content(event: &mut Value, f: impl FnOnce(&mut Value)) {
     let Value::Object(map) = event else { return f(event) };
@@ -273,7 +268,7 @@ mod tests {
             "prompt": "<private reason=\"x\">all</private>",
         });
         let before = event.clone();
-        strip_hook_event(&mut event);
+        Privacy::new(Redactor::off()).hook_event(&mut event);
         for key in ["session_id", "hook_event_name", "cwd", "tool_name", "tool_use_id", "transcript_path"] {
             assert_eq!(event[key], before[key], "{key}");
         }

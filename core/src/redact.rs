@@ -199,11 +199,10 @@ fn check_for(kind: &str) -> Check {
 struct Rule {
     kind: &'static str,
     /// The rule's own expression, compiled on first use: the set alone tells whether it matches at all, and
-    /// most text matches nothing (a `memtray hook` process would otherwise compile every rule twice).
-    regex: OnceLock<Regex>,
+    /// most text matches nothing (a `memtray hook` process would otherwise compile every rule twice). With it,
+    /// whether it has a `secret` group (captures needed, not just the match).
+    regex: OnceLock<(Regex, bool)>,
     source: String,
-    /// The rule has a `secret` group (captures needed, not just the match).
-    grouped: bool,
     check: Check,
 }
 
@@ -225,9 +224,8 @@ impl Rules {
         let rules = sources
             .into_iter()
             .map(|(kind, source)| {
-                // The set compiled every source already, so this cannot fail later.
-                let grouped = source.contains("(?P<secret>") || source.contains("(?<secret>");
-                Rule { kind, regex: OnceLock::new(), source: source.to_string(), grouped, check: check_for(kind) }
+                // The set compiled every source already, so compiling one later cannot fail.
+                Rule { kind, regex: OnceLock::new(), source: source.to_string(), check: check_for(kind) }
             })
             .collect();
         let secret_key = Regex::new(concat!(secret_words!(), "$"))?;
@@ -299,8 +297,12 @@ impl Redactor {
         let mut spans: Vec<(usize, usize, &str)> = Vec::new();
         for index in matched.iter() {
             let rule = &rules.rules[index];
-            let regex = rule.regex.get_or_init(|| Regex::new(&rule.source).expect("the set compiled it"));
-            if rule.grouped {
+            let (regex, grouped) = rule.regex.get_or_init(|| {
+                let regex = Regex::new(&rule.source).expect("the set compiled it");
+                let grouped = regex.capture_names().any(|n| n == Some("secret"));
+                (regex, grouped)
+            });
+            if *grouped {
                 for caps in regex.captures_iter(text) {
                     let whole = caps.get(0).expect("group 0 is the match");
                     let secret = caps.name("secret").unwrap_or(whole);

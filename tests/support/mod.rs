@@ -186,15 +186,6 @@ impl TestServer {
         db_count(&self.database(), sql)
     }
 
-    /// Waits until the database holds no pending or processing message (the memory of every processed one
-    /// is committed with it), or panics after 20 s. Unlike `wait_idle` it cannot see a status published
-    /// before the last request's message arrived.
-    pub fn settle(&self) {
-        wait_for(Duration::from_secs(20), "every queued message to be processed", || {
-            self.count("SELECT count(*) FROM messages WHERE status IN ('pending', 'processing')") == 0
-        });
-    }
-
     /// Waits until the database holds no pending or processing message and the server's status (which
     /// follows the database a few milliseconds behind) says so too, or panics after `limit`.
     pub fn wait_idle(&self, limit: Duration) {

@@ -73,10 +73,11 @@ pub async fn dispatch(intake: &Intake, event: HookEvent, replay_key: Option<&str
             // A Stop delivered twice (retries, inbox and live) is one summary: keyed by the prompt when Claude
             // Code names it, else by what the agent last said (the same on both paths), else by the replay.
             let said = &request.last_assistant_message;
+            let by_words = |said: &str| format!("stop:{agent}:{:016x}", fnv1a(said.as_bytes()));
             let key = natural_key("stop", agent, event.prompt_id.as_deref())
-                .or_else(|| (!said.is_empty()).then(|| format!("stop:{agent}:{:016x}", fnv1a(said.as_bytes()))))
+                .or_else(|| (!said.is_empty()).then(|| by_words(said)))
                 .or(replay_key.map(String::from))
-                .unwrap_or_else(|| format!("stop:{agent}:{:016x}", fnv1a(b"")));
+                .unwrap_or_else(|| by_words(""));
             intake.queue_summarize(agent, &project, request, Some(key)).await?;
         }
         "SubagentStop" => {
