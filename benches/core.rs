@@ -17,7 +17,7 @@ use memtray_core::clock::Clock;
 use memtray_core::config::{Config, Durability};
 use memtray_core::events::Event;
 use memtray_core::intake::Queued;
-use memtray_core::memory::provider::{Provider, ProviderError, SessionContext};
+use memtray_core::memory::provider::{Made, Observed, Provider, ProviderError, SessionContext, Summarized};
 use memtray_core::memory::{NewObservation, NewSummary};
 use memtray_core::queue::message::{Payload, SummaryRequest, ToolUse};
 use memtray_core::store::{Store, messages, sessions};
@@ -460,13 +460,14 @@ impl Provider for Stamping {
         "stamping"
     }
 
-    async fn observe(&self, _ctx: &SessionContext, _tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
+    async fn observe(&self, _ctx: &SessionContext, tools: &[ToolUse]) -> Result<Observed, ProviderError> {
         let _ = self.0.send(Instant::now());
-        Ok(vec![NewObservation { kind: "command".into(), title: "ran".into(), ..Default::default() }])
+        let ran = || vec![NewObservation { kind: "command".into(), title: "ran".into(), ..Default::default() }];
+        Ok(Made::free(tools.iter().map(|_| ran()).collect()))
     }
 
-    async fn summarize(&self, _ctx: &SessionContext, _request: &SummaryRequest) -> Result<NewSummary, ProviderError> {
-        Ok(NewSummary::default())
+    async fn summarize(&self, _ctx: &SessionContext, _request: &SummaryRequest) -> Result<Summarized, ProviderError> {
+        Ok(Made::free(Some(NewSummary::default())))
     }
 }
 

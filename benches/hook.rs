@@ -195,16 +195,16 @@ impl memtray_core::memory::provider::Provider for NoProvider {
     async fn observe(
         &self,
         _: &memtray_core::memory::provider::SessionContext,
-        _: &memtray_core::queue::message::ToolUse,
-    ) -> Result<Vec<memtray_core::memory::NewObservation>, memtray_core::memory::provider::ProviderError> {
-        Ok(Vec::new())
+        tools: &[memtray_core::queue::message::ToolUse],
+    ) -> Result<memtray_core::memory::provider::Observed, memtray_core::memory::provider::ProviderError> {
+        Ok(memtray_core::memory::provider::Made::free(vec![Vec::new(); tools.len()]))
     }
     async fn summarize(
         &self,
         _: &memtray_core::memory::provider::SessionContext,
         _: &memtray_core::queue::message::SummaryRequest,
-    ) -> Result<memtray_core::memory::NewSummary, memtray_core::memory::provider::ProviderError> {
-        Ok(Default::default())
+    ) -> Result<memtray_core::memory::provider::Summarized, memtray_core::memory::provider::ProviderError> {
+        Ok(memtray_core::memory::provider::Made::free(None))
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use memtray_core::clock::Clock;
 use memtray_core::config::Config;
-use memtray_core::memory::{NewObservation, NewSummary};
+use memtray_core::memory::{MadeBy, NewObservation, NewSummary};
 use memtray_core::store::{memories, open_direct, sessions};
 use serde_json::{Value, json};
 use webdriver::Browser;
@@ -60,6 +60,7 @@ fn seed(data_dir: &Path) -> Duration {
     let started = Instant::now();
     let mut conn = open_direct(&Config::with_data_dir(data_dir), Duration::from_secs(5)).expect("open the database");
     let tx = conn.transaction().expect("begin");
+    let made_by = MadeBy::provider("local", None);
     let now = Clock::system().now_ms();
     let six_days = 6 * 86_400_000;
     {
@@ -105,6 +106,7 @@ fn seed(data_dir: &Path) -> Duration {
                     facts: vec![format!("command: cargo test -p {project}"), format!("exit code {}", o % 2)],
                     files_read: vec![file.clone()],
                     files_modified: if tool == "Edit" { vec![file] } else { Vec::new() },
+                    ..NewObservation::default()
                 };
                 let of = memories::ObservationOf {
                     session_id: session.id,
@@ -112,6 +114,8 @@ fn seed(data_dir: &Path) -> Duration {
                     prompt_number: prompt,
                     tool_name: tool,
                     subagent: None,
+                    made_by: &made_by,
+                    call_id: None,
                 };
                 memories::insert_observations(&tx, of, &[observation], at + 40).expect("observation");
             }
@@ -135,9 +139,16 @@ fn seed(data_dir: &Path) -> Duration {
                     next_steps: String::new(),
                     files_read: vec![format!("src/{project}/totals.rs")],
                     files_edited: vec![format!("src/{project}/totals.rs")],
+                    ..NewSummary::default()
                 };
-                memories::insert_summary(&tx, session.id, tx.last_insert_rowid(), prompts, &summary, at + 80)
-                    .expect("summary");
+                let of = memories::SummaryOf {
+                    session_id: session.id,
+                    message_id: tx.last_insert_rowid(),
+                    prompt_number: prompts,
+                    made_by: &made_by,
+                    call_id: None,
+                };
+                memories::insert_summary(&tx, of, &summary, at + 80).expect("summary");
                 sessions::complete(&tx, session.id, at + 100).expect("complete");
             } else if s % 100 == 0 {
                 message

@@ -14,7 +14,7 @@ use memtray_core::clock::Clock;
 use memtray_core::config::Config;
 use memtray_core::events::Event;
 use memtray_core::intake::Queued;
-use memtray_core::memory::provider::{Provider, ProviderError, SessionContext};
+use memtray_core::memory::provider::{Made, Observed, Provider, ProviderError, SessionContext, Summarized};
 use memtray_core::memory::{NewObservation, NewSummary};
 use memtray_core::queue::message::{SummaryRequest, ToolUse};
 use memtray_core::{Core, Settings};
@@ -46,7 +46,9 @@ impl Provider for Scripted {
         "scripted"
     }
 
-    async fn observe(&self, ctx: &SessionContext, tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
+    async fn observe(&self, ctx: &SessionContext, tools: &[ToolUse]) -> Result<Observed, ProviderError> {
+        // No batching: one tool use per call.
+        let [tool] = tools else { panic!("{} tool uses in a call that takes one", tools.len()) };
         {
             let mut flight = self.in_flight.lock().unwrap();
             let n = flight.0.entry(ctx.agent_session_id.clone()).or_default();
@@ -64,13 +66,17 @@ impl Provider for Scripted {
         if self.poison.lock().unwrap().contains(&tool.tool_name) {
             return Err(ProviderError::Retry(format!("{} is poison", tool.tool_name).into()));
         }
-        Ok(vec![NewObservation { kind: "discovery".into(), title: tool.tool_name.clone(), ..Default::default() }])
+        Ok(Made::free(vec![vec![NewObservation {
+            kind: "discovery".into(),
+            title: tool.tool_name.clone(),
+            ..Default::default()
+        }]]))
     }
 
-    async fn summarize(&self, ctx: &SessionContext, _: &SummaryRequest) -> Result<NewSummary, ProviderError> {
+    async fn summarize(&self, ctx: &SessionContext, _: &SummaryRequest) -> Result<Summarized, ProviderError> {
         let tool_uses = ctx.tool_uses.iter().map(|t| t.tool_use_id.clone().unwrap_or_default()).collect();
         self.summaries.lock().unwrap().push((tool_uses, ctx.observations.len()));
-        Ok(NewSummary { request: ctx.prompts.join(" / "), ..Default::default() })
+        Ok(Made::free(Some(NewSummary { request: ctx.prompts.join(" / "), ..Default::default() })))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The effective configuration: defaults, then one TOML file, then `MEMTRAY_*` environment variables.
 //!
 //! Owns where things live (config file, data dir, database) and every tunable the core reads.
-//! It does not watch the file: a change takes effect on the next start.
+//! It does not watch the file: a change takes effect on the next start, except that a provider refusing
+//! its configuration (a bad key) re-reads the file until it works.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,8 +90,32 @@ pub struct Config {
     pub provider_timeout_secs: u64,
     /// Global cap on concurrent provider calls.
     pub max_concurrent_provider_calls: usize,
-    /// Which provider turns messages into memory (`local`).
+    /// Which provider turns messages into memory: `local` (embedded, offline), `anthropic`, `openai` (any
+    /// OpenAI-compatible endpoint: Ollama, LM Studio, vLLM, llama.cpp, OpenRouter) or `claude-cli`.
     pub provider: String,
+    /// The most tool uses one provider call takes (1 = no batching).
+    pub batch_max_items: usize,
+    /// The most input tokens (estimated) of tool uses one provider call takes.
+    pub batch_max_tokens: usize,
+    /// The most tokens a model's answer may take.
+    pub max_output_tokens: u32,
+    /// Tokens (input + output) a day, UTC, after which memory is made by `local` until the next day (0 = no
+    /// ceiling).
+    pub max_tokens_per_day: u64,
+    /// While the provider refuses its configuration (a bad key), how often it is tried again (and the
+    /// config file re-read).
+    pub provider_probe_secs: u64,
+    /// Consecutive failed calls (no answer, 5xx, rate limits) that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// How long an open circuit rests before one call tries the provider again (doubling while it fails,
+    /// up to 10 minutes).
+    pub circuit_cooldown_secs: u64,
+    /// The `anthropic` provider.
+    pub anthropic: AnthropicConfig,
+    /// The `openai` provider.
+    pub openai: OpenAiConfig,
+    /// The `claude-cli` provider.
+    pub claude_cli: ClaudeCliConfig,
     /// Tools whose events are answered `skipped` and never stored.
     pub skip_tools: Vec<String>,
     /// Largest accepted request body.
@@ -127,6 +152,67 @@ pub struct Config {
     pub max_connections: usize,
 }
 
+/// The Anthropic Messages API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnthropicConfig {
+    /// The API key (`x-api-key`); empty takes `ANTHROPIC_API_KEY` from the environment.
+    pub api_key: String,
+    /// Where the API is.
+    pub base_url: String,
+    /// The model: a small fast one by default.
+    pub model: String,
+    /// Ask for server-sent events instead of one JSON answer.
+    pub stream: bool,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        AnthropicConfig {
+            api_key: String::new(),
+            base_url: "https://api.anthropic.com".into(),
+            model: "claude-haiku-4-5".into(),
+            stream: false,
+        }
+    }
+}
+
+/// An OpenAI-compatible chat-completions endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// The API's base (the part before `/chat/completions`): Ollama's by default.
+    pub base_url: String,
+    /// The key, sent as a bearer token when set (local servers need none).
+    pub api_key: String,
+    /// The model to ask.
+    pub model: String,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig { base_url: "http://127.0.0.1:11434/v1".into(), api_key: String::new(), model: "llama3.2".into() }
+    }
+}
+
+/// The user's `claude -p`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeCliConfig {
+    /// The executable (looked up on `PATH` unless a path).
+    pub command: String,
+    /// The model (`--model`); empty leaves Claude Code's default.
+    pub model: String,
+    /// The most runs at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for ClaudeCliConfig {
+    fn default() -> Self {
+        ClaudeCliConfig { command: "claude".into(), model: "haiku".into(), max_concurrent: 2 }
+    }
+}
+
 /// The tools skipped by default: bookkeeping tools whose events carry no memory.
 pub const DEFAULT_SKIP_TOOLS: &[&str] =
     &["ListMcpResourcesTool", "SlashCommand", "Skill", "TodoWrite", "AskUserQuestion"];
@@ -146,6 +232,16 @@ impl Default for Config {
             provider_timeout_secs: 120,
             max_concurrent_provider_calls: 4,
             provider: "local".into(),
+            batch_max_items: 10,
+            batch_max_tokens: 12_000,
+            max_output_tokens: 2_048,
+            max_tokens_per_day: 0,
+            provider_probe_secs: 30,
+            circuit_failures: 5,
+            circuit_cooldown_secs: 30,
+            anthropic: AnthropicConfig::default(),
+            openai: OpenAiConfig::default(),
+            claude_cli: ClaudeCliConfig::default(),
             skip_tools: DEFAULT_SKIP_TOOLS.iter().map(|s| s.to_string()).collect(),
             max_body_bytes: 4 * 1024 * 1024,
             hook_budget_ms: 2_000,
@@ -300,6 +396,31 @@ impl Config {
         if let Some(p) = env("MEMTRAY_PROVIDER") {
             self.provider = p;
         }
+        num(env, "MEMTRAY_BATCH_MAX_ITEMS", &mut self.batch_max_items)?;
+        num(env, "MEMTRAY_BATCH_MAX_TOKENS", &mut self.batch_max_tokens)?;
+        num(env, "MEMTRAY_MAX_OUTPUT_TOKENS", &mut self.max_output_tokens)?;
+        num(env, "MEMTRAY_MAX_TOKENS_PER_DAY", &mut self.max_tokens_per_day)?;
+        num(env, "MEMTRAY_PROVIDER_PROBE_SECS", &mut self.provider_probe_secs)?;
+        num(env, "MEMTRAY_CIRCUIT_FAILURES", &mut self.circuit_failures)?;
+        num(env, "MEMTRAY_CIRCUIT_COOLDOWN_SECS", &mut self.circuit_cooldown_secs)?;
+        let text = |name: &str, slot: &mut String| {
+            if let Some(value) = env(name) {
+                *slot = value;
+            }
+        };
+        text("MEMTRAY_ANTHROPIC_API_KEY", &mut self.anthropic.api_key);
+        text("MEMTRAY_ANTHROPIC_BASE_URL", &mut self.anthropic.base_url);
+        text("MEMTRAY_ANTHROPIC_MODEL", &mut self.anthropic.model);
+        flag(env, "MEMTRAY_ANTHROPIC_STREAM", &mut self.anthropic.stream)?;
+        if self.anthropic.api_key.is_empty() {
+            text("ANTHROPIC_API_KEY", &mut self.anthropic.api_key);
+        }
+        text("MEMTRAY_OPENAI_BASE_URL", &mut self.openai.base_url);
+        text("MEMTRAY_OPENAI_API_KEY", &mut self.openai.api_key);
+        text("MEMTRAY_OPENAI_MODEL", &mut self.openai.model);
+        text("MEMTRAY_CLAUDE_CLI_COMMAND", &mut self.claude_cli.command);
+        text("MEMTRAY_CLAUDE_CLI_MODEL", &mut self.claude_cli.model);
+        num(env, "MEMTRAY_CLAUDE_CLI_MAX_CONCURRENT", &mut self.claude_cli.max_concurrent)?;
         list(env, "MEMTRAY_SKIP_TOOLS", &mut self.skip_tools);
         num(env, "MEMTRAY_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
         num(env, "MEMTRAY_HOOK_BUDGET_MS", &mut self.hook_budget_ms)?;

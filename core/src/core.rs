@@ -19,12 +19,13 @@ use crate::config::Config;
 use crate::events::{Event, Events, Updates};
 use crate::intake::Intake;
 use crate::memory::provider::{self, Provider, ProviderConfigError};
+use crate::memory::scribe::{self, Scribe};
 use crate::privacy::Privacy;
 use crate::queries::Queries;
 use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::status::{self, Status};
-use crate::store::{Store, StoreError, Writer, messages};
+use crate::store::{Store, StoreError, Writer, calls, messages};
 
 /// How often processed messages past retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -85,6 +86,12 @@ pub struct Settings {
     pub clock: Clock,
     /// `<private>` removal and secret redaction, applied by intake before anything is stored.
     pub privacy: Privacy,
+    /// The provider's health and budget limits.
+    pub provider_limits: scribe::Limits,
+    /// `local` makes the memory the configured provider cannot (true unless the provider is `local`).
+    pub fallback_to_local: bool,
+    /// How a paused provider's probe re-reads the configuration; `None` keeps the provider as built.
+    pub provider_reload: Option<scribe::Reload>,
 }
 
 impl From<&Config> for Settings {
@@ -106,6 +113,9 @@ impl From<&Config> for Settings {
             prompt_context: c.prompt_context,
             clock: Clock::system(),
             privacy: Privacy::new(redactor(c)),
+            provider_limits: scribe::Limits::from(c),
+            fallback_to_local: c.provider != "local",
+            provider_reload: None,
         }
     }
 }
@@ -138,7 +148,8 @@ impl Core {
     /// Starts the core with the configured provider and the configuration's settings.
     pub async fn start(config: &Config) -> Result<Core, StartError> {
         let provider = provider::from_config(config)?;
-        Core::start_with(config, provider, Settings::from(config)).await
+        let settings = Settings { provider_reload: Some(|| Config::load().map(|(c, _)| c)), ..Settings::from(config) };
+        Core::start_with(config, provider, settings).await
     }
 
     /// Opens the store, recovers what a previous process left behind, and starts the queue (a consumer for
@@ -155,10 +166,10 @@ impl Core {
         let recovered = store
             .write(move |c| {
                 let (requeued, failed) = messages::recover(c, max_attempts, now)?;
-                Ok((requeued, failed, messages::sessions_with_pending(c)?))
+                Ok((requeued, failed, messages::sessions_with_pending(c)?, calls::tokens_on_day_of(c, now)?))
             })
             .await;
-        let (requeued, failed, pending_sessions) = match recovered {
+        let (requeued, failed, pending_sessions, spent_today) = match recovered {
             Ok(r) => r,
             Err(e) => {
                 store.close().await;
@@ -174,13 +185,27 @@ impl Core {
         let tracker = TaskTracker::new();
         let events = Events::new(EVENT_BACKLOG);
         let (trigger, publisher, status) = status::channel();
-        let queue = Queue::start(store.clone(), provider, settings.clone(), events.clone(), trigger.clone());
+        let scribe = Scribe::new(
+            provider,
+            settings.fallback_to_local,
+            settings.provider_limits,
+            settings.provider_reload.map(|reload| (reload, config.data_dir.clone())),
+            settings.clock,
+            spent_today,
+            events.clone(),
+            trigger.clone(),
+        );
+        let provider_status = scribe.status();
+        let queue = Queue::start(store.clone(), scribe, settings.clone(), events.clone(), trigger.clone());
         tracker.spawn(publisher.run(
             store.clone(),
             settings.stuck_after,
             settings.clock,
-            queue.live_consumers_watch(),
-            queue.paused_watch(),
+            status::Live {
+                consumers: queue.live_consumers_watch(),
+                paused: queue.paused_watch(),
+                provider: provider_status,
+            },
             stopping.child_token(),
         ));
         tracker.spawn(prune(store.clone(), settings.clone(), stopping.child_token()));

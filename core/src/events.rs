@@ -96,6 +96,16 @@ pub enum Event {
         /// Row id.
         session_id: i64,
     },
+    /// Today's tokens reached `max_tokens_per_day`: `local` makes memory until the next day (UTC). Sent
+    /// once a day.
+    TokenCeilingReached {
+        /// The configured provider.
+        provider: String,
+        /// Tokens spent today.
+        spent: u64,
+        /// The ceiling.
+        ceiling: u64,
+    },
 }
 
 impl Event {
@@ -113,6 +123,7 @@ impl Event {
             Event::MessageAborted { .. } => "message_aborted",
             Event::SessionCompleted { .. } => "session_completed",
             Event::SessionDeleted { .. } => "session_deleted",
+            Event::TokenCeilingReached { .. } => "token_ceiling_reached",
         }
     }
 }
@@ -190,6 +201,7 @@ mod tests {
                         facts: vec!["12 passed".into()],
                         ..NewObservation::default()
                     },
+                    made_by: crate::memory::MadeBy::provider("anthropic", Some("claude-haiku-4-5".into())),
                     created_at: 1_700_000_000_000,
                 }),
             },
@@ -205,6 +217,7 @@ mod tests {
                         files_edited: vec!["src/lib.rs".into()],
                         ..NewSummary::default()
                     },
+                    made_by: crate::memory::MadeBy::fallback("the daily token ceiling (10) is reached"),
                     created_at: 1_700_000_000_001,
                 }),
             },

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::memory::scribe::ProviderStatus;
 use crate::store::{Store, stats};
 
 /// How long a change waits for more changes before the status is recomputed.
@@ -43,6 +44,8 @@ pub struct Status {
     pub total_active_work: i64,
     /// True while processing is paused (intake still stores).
     pub paused: bool,
+    /// The provider: its health (a bad key, an open circuit, the token ceiling) and today's tokens.
+    pub provider: ProviderStatus,
 }
 
 /// Marks the status stale; the recompute task does the rest.
@@ -57,6 +60,16 @@ impl StatusTrigger {
     pub(crate) fn changed(&self) {
         self.dirty.notify_one();
     }
+}
+
+/// What the status reads from memory rather than the database.
+pub(crate) struct Live {
+    /// The sessions with a running consumer.
+    pub(crate) consumers: watch::Receiver<Vec<i64>>,
+    /// Whether processing is paused.
+    pub(crate) paused: watch::Receiver<bool>,
+    /// The provider's health and today's tokens.
+    pub(crate) provider: watch::Receiver<ProviderStatus>,
 }
 
 /// The recompute side: owns the sender of the status watch.
@@ -78,17 +91,16 @@ pub(crate) fn channel() -> (StatusTrigger, StatusPublisher, watch::Receiver<Stat
 
 impl StatusPublisher {
     /// Recomputes the status whenever it is marked stale or a claim is due to turn stuck, until cancelled.
-    /// `live` follows the sessions with a running consumer, `paused` whether processing is paused.
     pub(crate) async fn run(
         self,
         store: Store,
         stuck_after: Duration,
         clock: Clock,
-        live: watch::Receiver<Vec<i64>>,
-        paused: watch::Receiver<bool>,
+        live: Live,
         cancel: CancellationToken,
     ) {
         let StatusPublisher { dirty, tx } = self;
+        let Live { consumers: live, paused, provider } = live;
         let stuck_ms = stuck_after.as_millis() as i64;
         let mut next_stuck_check: Option<tokio::time::Instant> = None;
         loop {
@@ -124,6 +136,7 @@ impl StatusPublisher {
                 live_consumers,
                 total_active_work: queue_depth + live_consumers,
                 paused,
+                provider: provider.borrow().clone(),
             };
             // The oldest claim that is not stuck yet turns stuck at claim + threshold: look again then.
             next_stuck_check = totals.oldest_claim.map(|claimed| {

@@ -327,6 +327,7 @@ mod tests {
                 completed: "Totals add up".into(),
                 ..Default::default()
             },
+            made_by: Default::default(),
             created_at: 1,
         };
         assert_eq!(

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::provider::{Provider, ProviderError, SessionContext};
+use super::provider::{Batching, Observed, Provider, ProviderError, SessionContext, Summarized};
 use crate::config::Config;
-use crate::memory::{NewObservation, NewSummary};
 use crate::queue::message::{SummaryRequest, ToolUse};
 
 /// The error an injected failure reports (and that ends up in the message's `last_error`).
@@ -42,15 +41,27 @@ impl Provider for Faults {
         self.inner.name()
     }
 
-    async fn observe(&self, ctx: &SessionContext, tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
-        tokio::time::sleep(self.delay).await;
-        if self.fail_tools.contains(&tool.tool_name) {
-            return Err(ProviderError::Retry(Box::new(InjectedFault(tool.tool_name.clone()))));
-        }
-        self.inner.observe(ctx, tool).await
+    fn destination(&self) -> Option<String> {
+        self.inner.destination()
     }
 
-    async fn summarize(&self, ctx: &SessionContext, request: &SummaryRequest) -> Result<NewSummary, ProviderError> {
+    fn batching(&self) -> Batching {
+        self.inner.batching()
+    }
+
+    fn wants_span(&self) -> bool {
+        self.inner.wants_span()
+    }
+
+    async fn observe(&self, ctx: &SessionContext, tools: &[ToolUse]) -> Result<Observed, ProviderError> {
+        tokio::time::sleep(self.delay).await;
+        if let Some(tool) = tools.iter().find(|t| self.fail_tools.contains(&t.tool_name)) {
+            return Err(ProviderError::Retry(Box::new(InjectedFault(tool.tool_name.clone()))));
+        }
+        self.inner.observe(ctx, tools).await
+    }
+
+    async fn summarize(&self, ctx: &SessionContext, request: &SummaryRequest) -> Result<Summarized, ProviderError> {
         tokio::time::sleep(self.delay).await;
         self.inner.summarize(ctx, request).await
     }

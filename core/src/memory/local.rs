@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::provider::{Provider, ProviderError, SessionContext};
+use super::provider::{Made, Observed, Provider, ProviderError, SessionContext, Summarized};
 use crate::memory::{NewObservation, NewSummary};
 use crate::queue::message::{SummaryRequest, ToolUse};
 
@@ -43,12 +43,24 @@ impl Provider for LocalProvider {
         "local"
     }
 
-    async fn observe(&self, _ctx: &SessionContext, tool: &ToolUse) -> Result<Vec<NewObservation>, ProviderError> {
-        Ok(vec![observe_tool(tool)])
+    async fn observe(&self, _ctx: &SessionContext, tools: &[ToolUse]) -> Result<Observed, ProviderError> {
+        Ok(Made::free(tools.iter().map(|tool| vec![observe_tool(tool)]).collect()))
     }
 
-    async fn summarize(&self, ctx: &SessionContext, request: &SummaryRequest) -> Result<NewSummary, ProviderError> {
-        Ok(summarize_span(ctx, request))
+    async fn summarize(&self, ctx: &SessionContext, request: &SummaryRequest) -> Result<Summarized, ProviderError> {
+        Ok(Made::free(Some(summarize_span(ctx, request))))
+    }
+}
+
+impl LocalProvider {
+    /// The observation of one tool use, at once (what the fallback writes).
+    pub fn observation(tool: &ToolUse) -> NewObservation {
+        observe_tool(tool)
+    }
+
+    /// The summary of a span, at once (what the fallback writes).
+    pub fn summary(ctx: &SessionContext, request: &SummaryRequest) -> NewSummary {
+        summarize_span(ctx, request)
     }
 }
 
@@ -936,6 +948,7 @@ fn summarize_span(ctx: &SessionContext, request: &SummaryRequest) -> NewSummary 
         next_steps: next_steps(&request.last_assistant_message),
         files_read: span.files_read,
         files_edited: span.files_edited,
+        ..NewSummary::default()
     }
 }
 
@@ -1383,7 +1396,10 @@ mod tests {
     }
 
     async fn observe(tool: &ToolUse) -> NewObservation {
-        let mut observations = LocalProvider.observe(&SessionContext::default(), tool).await.unwrap();
+        let mut observations =
+            LocalProvider.observe(&SessionContext::default(), std::slice::from_ref(tool)).await.unwrap();
+        assert_eq!(observations.usage.total(), 0);
+        let mut observations = observations.memory.remove(0);
         assert_eq!(observations.len(), 1, "exactly one observation for {}", tool.tool_name);
         observations.remove(0)
     }
@@ -1393,7 +1409,7 @@ mod tests {
             last_user_message: String::new(),
             last_assistant_message: last_assistant_message.to_string(),
         };
-        LocalProvider.summarize(ctx, &request).await.unwrap()
+        LocalProvider.summarize(ctx, &request).await.unwrap().memory.unwrap()
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -1996,7 +2012,7 @@ mod tests {
         ctx.prompts.clear();
         let request =
             SummaryRequest { last_user_message: "Please fix it".into(), last_assistant_message: String::new() };
-        assert_eq!(LocalProvider.summarize(&ctx, &request).await.unwrap().request, "Please fix it");
+        assert_eq!(LocalProvider.summarize(&ctx, &request).await.unwrap().memory.unwrap().request, "Please fix it");
     }
 
     #[tokio::test]

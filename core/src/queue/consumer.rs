@@ -1,38 +1,52 @@
-//! One session's consumer: claims the session's messages strictly in order, one at a time, hands each to the
-//! provider, and commits the memory together with the message's completion (and the next claim).
+//! One session's consumer: claims the session's messages strictly in order (a summarize alone, consecutive
+//! tool uses as one batch when the provider takes batches), asks the scribe for their memory, and commits
+//! the memory of the whole batch, the call's tokens and every message's new state in one transaction
+//! together with the next claim. A crash mid-batch reprocesses the whole batch, never half of it.
 //!
 //! It is a task with a wake channel (new work), a cancellation token (delete, shutdown) and a linger
-//! deadline (no work): the shape of a debouncer. A summarize ends its batch; cancellation hands the
-//! in-flight message back to `pending`.
+//! deadline (no work): the shape of a debouncer. A summarize ends its run; cancellation hands the
+//! in-flight batch back to `pending`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::message::{Claimed, Payload};
+use super::message::{Claimed, Payload, SummaryRequest, ToolUse};
 use super::{Command, Waker};
 use crate::core::Settings;
 use crate::events::{Event, Events};
-use crate::memory::provider::{Provider, ProviderError, SessionContext};
-use crate::memory::{NewObservation, NewSummary, Observation, Summary};
+use crate::memory::local::LocalProvider;
+use crate::memory::provider::{ProviderError, SessionContext, Usage};
+use crate::memory::scribe::{Admission, Scribe};
+use crate::memory::{MadeBy, NewObservation, NewSummary, Observation, Summary};
 use crate::status::StatusTrigger;
-use crate::store::messages::{self, AfterFailure, Claim};
+use crate::store::calls::{self, NewCall};
+use crate::store::messages::{self, AfterFailure, BatchClaim};
 use crate::store::{self, Store, StoreError, memories, sessions};
 
-/// Observations kept as context for the next provider call in a batch.
+/// Observations kept as context for the next provider call in a run.
 const RECENT_CONTEXT: usize = 50;
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long to wait before trying the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// A provider's answer for a claimed message, waiting to be committed.
+/// A batch's answers, waiting to be committed.
 #[derive(Debug, Clone)]
 struct Done {
+    items: Vec<Item>,
+    /// The provider call to record, when it spent tokens.
+    call: Option<NewCall>,
+}
+
+/// One claimed message's answer.
+#[derive(Debug, Clone)]
+struct Item {
     message_id: i64,
     attempt: u32,
     prompt_number: i64,
@@ -50,24 +64,34 @@ struct ToolLabel {
 
 #[derive(Debug, Clone)]
 enum Outcome {
-    Observed(Vec<NewObservation>),
-    Summarized(NewSummary),
-    Failed { error: String, retry_at: Option<i64> },
+    Observed(Vec<NewObservation>, MadeBy),
+    /// `None`: the model found nothing worth a summary.
+    Summarized(Option<NewSummary>, MadeBy),
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
+    /// Back to `pending` until `at`, attempt refunded (the provider asked for a rest).
+    Postponed {
+        error: String,
+        at: i64,
+    },
 }
 
-/// What committing a `Done` produced, for the events that follow the commit.
+/// What committing an item produced, for the events that follow the commit.
 enum Applied {
-    Observations(Vec<i64>, Vec<NewObservation>),
-    Summary(i64, NewSummary),
+    Observations(Vec<i64>, Vec<NewObservation>, MadeBy),
+    Summary(i64, NewSummary, MadeBy),
     Failure(AfterFailure, String),
-    /// The message was retried, aborted or reset meanwhile: nothing was written.
-    Stale,
+    /// Nothing to announce: a skipped summary, a postponed message, or a message retried, aborted or
+    /// reset meanwhile (nothing was written).
+    Quiet,
 }
 
 /// What every consumer works with; built once by the queue.
 pub(super) struct Context {
     pub(super) store: Store,
-    pub(super) provider: Arc<dyn Provider>,
+    pub(super) scribe: Scribe,
     pub(super) settings: Arc<Settings>,
     /// Caps concurrent provider calls across all sessions; a consumer holds a permit for one call.
     pub(super) provider_permits: Semaphore,
@@ -99,20 +123,28 @@ pub(super) struct Consumer {
     ctx: Arc<Context>,
     session_id: i64,
     generation: u64,
-    /// The session as known at batch start: project, agent id, current prompt.
+    /// The session as known at run start: project, agent id, current prompt.
     session: Option<sessions::Session>,
-    /// This batch's observations, newest last: context for the next call.
+    /// This run's observations, newest last: context for the next call.
     recent: VecDeque<NewObservation>,
 }
 
-/// What became of a claimed message.
+/// What became of a claimed batch.
 enum Processed {
     /// The provider answered (or failed): commit this.
     Done(Done),
     /// Cancelled before the provider answered.
     Cancelled,
-    /// The store could not give the provider its context: the message goes back untouched.
+    /// The provider refuses its configuration: the batch goes back untouched and waits.
+    Refused,
+    /// The store could not give the provider its context: the batch goes back untouched.
     StoreFailed(StoreError),
+}
+
+/// The claimed tool uses of a batch, or its summarize.
+enum Work<'a> {
+    Tools(Vec<&'a ToolUse>),
+    Summarize(&'a SummaryRequest),
 }
 
 impl Consumer {
@@ -129,15 +161,15 @@ impl Consumer {
         }
     }
 
-    /// Claims and processes until there is nothing to do. True when it ended its batch with a summary.
+    /// Claims and processes until there is nothing to do. True when it ended its run with a summary.
     async fn consume(&mut self, mut wake: mpsc::Receiver<()>, cancel: &CancellationToken) -> bool {
         let mut paused = self.ctx.paused.clone();
         let mut done: Option<Done> = None;
-        let mut end_batch = false;
+        let mut end_run = false;
         loop {
-            let claim_next = !cancel.is_cancelled() && !*paused.borrow() && !end_batch;
+            let mut claim_next = !cancel.is_cancelled() && !*paused.borrow() && !end_run;
             if done.is_none() && !claim_next {
-                if end_batch {
+                if end_run {
                     return true;
                 }
                 if cancel.is_cancelled() {
@@ -149,6 +181,23 @@ impl Consumer {
                     _ = paused.wait_for(|p| !*p) => {}
                 }
                 continue;
+            }
+            // Nothing is claimed while the provider cannot be called: what was answered is committed first,
+            // then the consumer waits with its messages `pending`.
+            let mut admission = None;
+            if claim_next {
+                let admit = self.ctx.scribe.admit();
+                tokio::pin!(admit);
+                match (&mut admit).now_or_never() {
+                    Some(ready) => admission = Some(ready),
+                    None if done.is_some() => claim_next = false,
+                    None => {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return false,
+                            ready = admit => admission = Some(ready),
+                        }
+                    }
+                }
             }
             let claim = match self.step(done.clone(), claim_next).await {
                 Ok(claim) => {
@@ -165,7 +214,7 @@ impl Consumer {
             };
             match claim {
                 None => {}
-                Some(Claim::Empty) => {
+                Some(BatchClaim::Empty) => {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
                         _ = wake.recv() => {}
@@ -176,7 +225,7 @@ impl Consumer {
                         }
                     }
                 }
-                Some(Claim::NotBefore(at)) => {
+                Some(BatchClaim::NotBefore(at)) => {
                     let wait = Duration::from_millis((at - self.ctx.settings.clock.now_ms()).max(0) as u64);
                     tokio::select! {
                         _ = cancel.cancelled() => {}
@@ -184,45 +233,54 @@ impl Consumer {
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
-                Some(Claim::Message(message)) => match self.process(&message, cancel).await {
-                    Processed::Done(answer) => {
-                        end_batch = matches!(answer.outcome, Outcome::Summarized(_));
-                        done = Some(answer);
-                    }
-                    Processed::Cancelled => {
-                        self.release(&message).await;
-                        return false;
-                    }
-                    Processed::StoreFailed(e) => {
-                        // Not the message's fault: hand it back with its attempt, and try again later.
-                        tracing::warn!(message_id = message.id, error = %e, "cannot read the provider's context; trying again");
-                        self.release(&message).await;
-                        tokio::select! {
-                            _ = cancel.cancelled() => return false,
-                            _ = tokio::time::sleep(STORE_RETRY) => {}
+                Some(BatchClaim::Batch(batch)) => {
+                    let admission = admission.expect("a claim is made only once admitted");
+                    match self.process(&batch, admission, cancel).await {
+                        Processed::Done(answer) => {
+                            end_run = answer.items.iter().any(|i| matches!(i.outcome, Outcome::Summarized(..)));
+                            done = Some(answer);
+                        }
+                        Processed::Cancelled => {
+                            self.release(&batch).await;
+                            return false;
+                        }
+                        Processed::Refused => self.release(&batch).await,
+                        Processed::StoreFailed(e) => {
+                            // Not the messages' fault: hand them back with their attempts, and try again later.
+                            tracing::warn!(session_id = self.session_id, error = %e, "cannot read the provider's context; trying again");
+                            self.release(&batch).await;
+                            tokio::select! {
+                                _ = cancel.cancelled() => return false,
+                                _ = tokio::time::sleep(STORE_RETRY) => {}
+                            }
                         }
                     }
-                },
+                }
             }
         }
     }
 
-    /// One write: commit the previous answer (if any) and claim the next message (if asked).
-    async fn step(&mut self, done: Option<Done>, claim_next: bool) -> Result<Option<Claim>, StoreError> {
+    /// One write: commit the previous answers (if any) and claim the next batch (if asked).
+    async fn step(&mut self, done: Option<Done>, claim_next: bool) -> Result<Option<BatchClaim>, StoreError> {
         let (session_id, clock) = (self.session_id, self.ctx.settings.clock);
+        let batching = self.ctx.scribe.provider().batching();
         let (applied, claim) = self
             .ctx
             .store
             .write(move |c| {
                 let now = clock.now_ms();
                 let applied = done.map(|d| apply(c, session_id, d, now)).transpose()?;
-                let claim = if claim_next { Some(messages::claim_next(c, session_id, now)?) } else { None };
+                let claim = if claim_next {
+                    Some(messages::claim_batch(c, session_id, now, batching.max_items, batching.max_tokens)?)
+                } else {
+                    None
+                };
                 Ok((applied, claim))
             })
             .await?;
-        let changed = applied.is_some() || matches!(claim, Some(Claim::Message(_)));
-        if let Some((done_message, applied)) = applied {
-            self.publish(done_message, applied);
+        let changed = applied.is_some() || matches!(claim, Some(BatchClaim::Batch(_)));
+        for (item, applied) in applied.into_iter().flatten() {
+            self.publish(item, applied);
         }
         if changed {
             self.ctx.trigger.changed();
@@ -230,21 +288,48 @@ impl Consumer {
         Ok(claim)
     }
 
-    /// Asks the provider about one message.
-    async fn process(&mut self, message: &Claimed, cancel: &CancellationToken) -> Processed {
-        let (context, tool) = match self.context(message).await {
+    /// Asks for the memory of one claimed batch.
+    async fn process(&mut self, batch: &[Claimed], admission: Admission, cancel: &CancellationToken) -> Processed {
+        let first = &batch[0];
+        let work = match &first.payload {
+            Payload::Summarize(request) => Work::Summarize(request),
+            Payload::Observation(_) => Work::Tools(
+                batch
+                    .iter()
+                    .filter_map(|m| match &m.payload {
+                        Payload::Observation(tool) => Some(tool.as_ref()),
+                        Payload::Summarize(_) => None,
+                    })
+                    .collect(),
+            ),
+        };
+        let wants_span = match &admission {
+            Admission::Call(_, provider) => provider.wants_span(),
+            Admission::Fallback(_) => false,
+        };
+        let context = match self.context(batch, &work, wants_span).await {
             Ok(c) => c,
             Err(e) => return Processed::StoreFailed(e),
+        };
+        let (ticket, provider) = match admission {
+            Admission::Call(ticket, provider) => (ticket, provider),
+            Admission::Fallback(reason) => {
+                return Processed::Done(Done { items: fallback(batch, &context, &work, &reason), call: None });
+            }
         };
         let ctx = &self.ctx;
         let settings = &ctx.settings;
         let call = async {
             let _permit = ctx.provider_permits.acquire().await.expect("the permit semaphore is never closed");
-            let provider = &ctx.provider;
             let answer = tokio::time::timeout(settings.provider_timeout, async {
-                match &message.payload {
-                    Payload::Observation(tool) => provider.observe(&context, tool).await.map(Outcome::Observed),
-                    Payload::Summarize(request) => provider.summarize(&context, request).await.map(Outcome::Summarized),
+                match &work {
+                    Work::Tools(tools) => {
+                        let tools: Vec<ToolUse> = tools.iter().map(|t| (*t).clone()).collect();
+                        provider.observe(&context, &tools).await.map(|made| (Some(made.memory), None, made.usage))
+                    }
+                    Work::Summarize(request) => {
+                        provider.summarize(&context, request).await.map(|made| (None, Some(made.memory), made.usage))
+                    }
                 }
             })
             .await;
@@ -255,22 +340,51 @@ impl Consumer {
             _ = cancel.cancelled() => return Processed::Cancelled,
             answer = call => answer,
         };
-        Processed::Done(match answer {
-            Ok(outcome) => Done {
-                message_id: message.id,
-                attempt: message.attempts,
-                prompt_number: message.prompt_number,
-                tool,
-                outcome,
-            },
-            Err(e) => self.failed(message, tool, e),
-        })
+        ctx.scribe.record(ticket, answer.as_ref().map(|(_, _, usage)| usage));
+        let project = context.project.clone();
+        let call_of = |usage: &Usage, readable: bool| {
+            usage.spent().then(|| NewCall {
+                provider: provider.name().to_string(),
+                model: usage.model.clone(),
+                project: project.clone(),
+                session_id: self.session_id,
+                messages: batch.len(),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                readable,
+            })
+        };
+        match answer {
+            Ok((observed, summarized, usage)) => {
+                let made_by = MadeBy::provider(provider.name(), usage.model.clone().filter(|_| usage.spent()));
+                let items = match (observed, summarized) {
+                    (Some(per_tool), _) => batch
+                        .iter()
+                        .zip(per_tool.into_iter().chain(std::iter::repeat_with(Vec::new)))
+                        .map(|(m, observations)| item(m, Outcome::Observed(observations, made_by.clone())))
+                        .collect(),
+                    (None, summary) => vec![item(first, Outcome::Summarized(summary.flatten(), made_by))],
+                };
+                Processed::Done(Done { items, call: call_of(&usage, true) })
+            }
+            Err(ProviderError::Misconfigured(_)) => Processed::Refused,
+            Err(error) => {
+                let call = error.usage().and_then(|usage| call_of(usage, false));
+                Processed::Done(Done { items: self.failed(batch, &context, &work, error), call })
+            }
+        }
     }
 
-    /// The provider's context for a message: the session, the prompt, what was seen before.
-    async fn context(&mut self, message: &Claimed) -> Result<(SessionContext, ToolLabel), StoreError> {
+    /// The provider's context for a batch: the session, its prompts, what was seen before.
+    async fn context(
+        &mut self,
+        batch: &[Claimed],
+        work: &Work<'_>,
+        wants_span: bool,
+    ) -> Result<SessionContext, StoreError> {
         let session_id = self.session_id;
-        if self.session.is_none() || self.session.as_ref().is_some_and(|s| s.prompt_counter < message.prompt_number) {
+        let prompt_number = batch.iter().map(|m| m.prompt_number).max().unwrap_or_default();
+        if self.session.is_none() || self.session.as_ref().is_some_and(|s| s.prompt_counter < prompt_number) {
             self.session = self.ctx.store.read(move |c| sessions::get(c, session_id)).await?;
         }
         // A session deleted under us: its messages are gone too, so this context is never used for memory.
@@ -279,19 +393,21 @@ impl Consumer {
             session_id,
             agent_session_id: session.agent_session_id.clone(),
             project: session.project.clone(),
-            prompt_number: message.prompt_number,
+            prompt_number,
             prompts: Vec::new(),
             observations: Vec::new(),
             tool_uses: Vec::new(),
         };
-        let tool = match &message.payload {
-            Payload::Observation(tool) => {
+        match work {
+            Work::Tools(_) if wants_span => {
+                let span = move |c: &Connection| memories::span(c, session_id, prompt_number);
+                (context.prompts, context.observations) = self.ctx.store.read(span).await?;
+            }
+            Work::Tools(_) => {
                 context.prompts.extend(session.current_prompt.clone());
                 context.observations = self.recent.iter().cloned().collect();
-                ToolLabel { name: tool.tool_name.clone(), subagent: tool.subagent.clone() }
             }
-            Payload::Summarize(_) => {
-                let prompt_number = message.prompt_number;
+            Work::Summarize(_) => {
                 let span = move |c: &Connection| {
                     Ok((
                         memories::span(c, session_id, prompt_number)?,
@@ -302,46 +418,63 @@ impl Consumer {
                 context.prompts = prompts;
                 context.observations = observations;
                 context.tool_uses = tool_uses;
-                ToolLabel::default()
             }
-        };
-        Ok((context, tool))
+        }
+        Ok(context)
     }
 
-    fn failed(&self, message: &Claimed, tool: ToolLabel, error: ProviderError) -> Done {
+    /// A failed call: each message retries with backoff (or after the provider's wait), and once out of
+    /// attempts (or refused outright) gets `local`'s memory when `local` stands in, else is `failed`.
+    fn failed(&self, batch: &[Claimed], context: &SessionContext, work: &Work<'_>, error: ProviderError) -> Vec<Item> {
         let settings = &self.ctx.settings;
         let now = settings.clock.now_ms();
-        let out_of_attempts = message.attempts >= settings.max_attempts;
-        let retry_at = match &error {
-            ProviderError::GiveUp(_) => None,
-            _ if out_of_attempts => None,
-            ProviderError::RetryAfter { after, .. } => Some(now + after.as_millis() as i64),
-            ProviderError::Retry(_) | ProviderError::Timeout(_) => {
-                let factor = 2u32.saturating_pow(message.attempts.saturating_sub(1));
-                let backoff = settings.retry_backoff.saturating_mul(factor).min(MAX_BACKOFF);
-                Some(now + backoff.as_millis() as i64)
-            }
-        };
-        tracing::warn!(message_id = message.id, attempt = message.attempts, error = %error, retry = retry_at.is_some(), "provider failed");
-        Done {
-            message_id: message.id,
-            attempt: message.attempts,
-            prompt_number: message.prompt_number,
-            tool,
-            outcome: Outcome::Failed { error: error.to_string(), retry_at },
+        let text = error.to_string();
+        tracing::warn!(session_id = self.session_id, messages = batch.len(), attempt = batch[0].attempts, error = %text, "provider failed");
+        if let ProviderError::RetryAfter { after, .. } = &error {
+            let at = now + after.as_millis() as i64;
+            return batch.iter().map(|m| item(m, Outcome::Postponed { error: text.clone(), at })).collect();
         }
+        let final_error = matches!(error, ProviderError::GiveUp(_));
+        let out_of_attempts = batch.iter().all(|m| m.attempts >= settings.max_attempts);
+        if (final_error || out_of_attempts) && self.ctx.scribe.falls_back() {
+            let reason = format!("{} failed: {text}", self.ctx.scribe.provider().name());
+            return fallback(batch, context, work, &reason);
+        }
+        batch
+            .iter()
+            .map(|m| {
+                let retry_at = if final_error || m.attempts >= settings.max_attempts {
+                    None
+                } else {
+                    let factor = 2u32.saturating_pow(m.attempts.saturating_sub(1));
+                    let backoff = settings.retry_backoff.saturating_mul(factor).min(MAX_BACKOFF);
+                    Some(now + backoff.as_millis() as i64)
+                };
+                item(m, Outcome::Failed { error: text.clone(), retry_at })
+            })
+            .collect()
     }
 
-    /// Hands a claimed message back untouched (cancelled mid-way).
-    async fn release(&self, message: &Claimed) {
-        let (id, attempt) = (message.id, message.attempts);
-        if let Err(e) = self.ctx.store.write(move |c| messages::release(c, id, attempt)).await {
-            tracing::warn!(message_id = id, error = %e, "could not hand a message back; shutdown's sweep will");
+    /// Hands a claimed batch back untouched (cancelled mid-way, or the provider is paused).
+    async fn release(&self, batch: &[Claimed]) {
+        let claims: Vec<(i64, u32)> = batch.iter().map(|m| (m.id, m.attempts)).collect();
+        let released = self
+            .ctx
+            .store
+            .write(move |c| {
+                for (id, attempt) in &claims {
+                    messages::release(c, *id, *attempt)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(session_id = self.session_id, error = %e, "could not hand messages back; shutdown's sweep will");
         }
         self.ctx.trigger.changed();
     }
 
-    /// After a summarize this consumer is done; work queued behind the summarize starts a new batch. Called
+    /// After a summarize this consumer is done; work queued behind the summarize starts a new run. Called
     /// once the actor was told of the exit, so a wake sent after this check starts a new consumer.
     async fn after_summary(&self) {
         let session_id = self.session_id;
@@ -352,13 +485,13 @@ impl Consumer {
         }
     }
 
-    /// Publishes what a commit produced and keeps this batch's context.
+    /// Publishes what a commit produced and keeps this run's context.
     fn publish(&mut self, done: DoneMessage, applied: Applied) {
         let events = &self.ctx.events;
         let project = self.session.as_ref().map(|s| s.project.clone()).unwrap_or_default();
         let now = self.ctx.settings.clock.now_ms();
         match applied {
-            Applied::Observations(ids, observations) => {
+            Applied::Observations(ids, observations, made_by) => {
                 for (id, memory) in ids.into_iter().zip(observations) {
                     self.recent.push_back(memory.clone());
                     if self.recent.len() > RECENT_CONTEXT {
@@ -374,12 +507,13 @@ impl Consumer {
                             tool_name: done.tool.name.clone(),
                             subagent: done.tool.subagent.clone(),
                             memory,
+                            made_by: made_by.clone(),
                             created_at: now,
                         }),
                     });
                 }
             }
-            Applied::Summary(id, memory) => {
+            Applied::Summary(id, memory, made_by) => {
                 self.recent.clear();
                 events.publish(Event::NewSummary {
                     summary: Box::new(Summary {
@@ -389,6 +523,7 @@ impl Consumer {
                         message_id: Some(done.message_id),
                         prompt_number: done.prompt_number,
                         memory,
+                        made_by,
                         created_at: now,
                     }),
                 });
@@ -399,8 +534,31 @@ impl Consumer {
                 project,
                 error,
             }),
-            Applied::Failure(..) | Applied::Stale => {}
+            Applied::Failure(..) | Applied::Quiet => {}
         }
+    }
+}
+
+fn item(message: &Claimed, outcome: Outcome) -> Item {
+    let tool = match &message.payload {
+        Payload::Observation(tool) => ToolLabel { name: tool.tool_name.clone(), subagent: tool.subagent.clone() },
+        Payload::Summarize(_) => ToolLabel::default(),
+    };
+    Item { message_id: message.id, attempt: message.attempts, prompt_number: message.prompt_number, tool, outcome }
+}
+
+/// `local`'s memory for a whole batch, marked with why it stood in.
+fn fallback(batch: &[Claimed], context: &SessionContext, work: &Work<'_>, reason: &str) -> Vec<Item> {
+    let made_by = MadeBy::fallback(reason);
+    match work {
+        Work::Summarize(request) => {
+            vec![item(&batch[0], Outcome::Summarized(Some(LocalProvider::summary(context, request)), made_by))]
+        }
+        Work::Tools(tools) => batch
+            .iter()
+            .zip(tools)
+            .map(|(m, tool)| item(m, Outcome::Observed(vec![LocalProvider::observation(tool)], made_by.clone())))
+            .collect(),
     }
 }
 
@@ -411,39 +569,60 @@ struct DoneMessage {
     tool: ToolLabel,
 }
 
-/// Commits one answer: the message's new state and, only if the claim is still current, its memory.
-fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result<(DoneMessage, Applied)> {
-    let Done { message_id, attempt, mut prompt_number, tool, outcome } = done;
-    let applied = match outcome {
-        Outcome::Observed(observations) => {
-            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
-                prompt_number = filed_under;
-                let of = memories::ObservationOf {
-                    session_id,
-                    message_id,
-                    prompt_number,
-                    tool_name: &tool.name,
-                    subagent: tool.subagent.as_deref(),
-                };
-                let ids = memories::insert_observations(c, of, &observations, now)?;
-                Applied::Observations(ids, observations)
-            } else {
-                Applied::Stale
+/// Commits a batch's answers: the call, then each message's new state and, only where its claim is still
+/// current, its memory.
+fn apply(c: &Connection, session_id: i64, done: Done, now: i64) -> store::Result<Vec<(DoneMessage, Applied)>> {
+    let call_id = done.call.as_ref().map(|call| calls::insert(c, call, now)).transpose()?;
+    let mut applied = Vec::with_capacity(done.items.len());
+    for Item { message_id, attempt, mut prompt_number, tool, outcome } in done.items {
+        let result = match outcome {
+            Outcome::Observed(observations, made_by) => match messages::complete(c, message_id, attempt, now)? {
+                Some(filed_under) => {
+                    prompt_number = filed_under;
+                    let of = memories::ObservationOf {
+                        session_id,
+                        message_id,
+                        prompt_number,
+                        tool_name: &tool.name,
+                        subagent: tool.subagent.as_deref(),
+                        made_by: &made_by,
+                        call_id,
+                    };
+                    let ids = memories::insert_observations(c, of, &observations, now)?;
+                    Applied::Observations(ids, observations, made_by)
+                }
+                None => Applied::Quiet,
+            },
+            Outcome::Summarized(summary, made_by) => match messages::complete(c, message_id, attempt, now)? {
+                Some(filed_under) => {
+                    prompt_number = filed_under;
+                    messages::drop_span_payloads(c, session_id, prompt_number)?;
+                    match summary {
+                        Some(summary) => {
+                            let of = memories::SummaryOf {
+                                session_id,
+                                message_id,
+                                prompt_number,
+                                made_by: &made_by,
+                                call_id,
+                            };
+                            let id = memories::insert_summary(c, of, &summary, now)?;
+                            Applied::Summary(id, summary, made_by)
+                        }
+                        None => Applied::Quiet,
+                    }
+                }
+                None => Applied::Quiet,
+            },
+            Outcome::Failed { error, retry_at } => {
+                Applied::Failure(messages::fail_attempt(c, message_id, attempt, &error, retry_at, now)?, error)
             }
-        }
-        Outcome::Summarized(summary) => {
-            if let Some(filed_under) = messages::complete(c, message_id, attempt, now)? {
-                prompt_number = filed_under;
-                let id = memories::insert_summary(c, session_id, message_id, prompt_number, &summary, now)?;
-                messages::drop_span_payloads(c, session_id, prompt_number)?;
-                Applied::Summary(id, summary)
-            } else {
-                Applied::Stale
+            Outcome::Postponed { error, at } => {
+                messages::postpone(c, message_id, attempt, &error, at)?;
+                Applied::Quiet
             }
-        }
-        Outcome::Failed { error, retry_at } => {
-            Applied::Failure(messages::fail_attempt(c, message_id, attempt, &error, retry_at, now)?, error)
-        }
-    };
-    Ok((DoneMessage { message_id, prompt_number, tool }, applied))
+        };
+        applied.push((DoneMessage { message_id, prompt_number, tool }, result));
+    }
+    Ok(applied)
 }

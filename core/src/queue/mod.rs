@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Result, Settings};
 use crate::events::{Event, Events};
-use crate::memory::provider::Provider;
+use crate::memory::scribe::Scribe;
 use crate::status::StatusTrigger;
 use crate::store::{Store, messages, sessions};
 
@@ -88,7 +88,7 @@ impl Queue {
     /// Starts the actor. Consumers start as sessions are woken.
     pub(crate) fn start(
         store: Store,
-        provider: Arc<dyn Provider>,
+        scribe: Scribe,
         settings: Arc<Settings>,
         events: Events,
         trigger: StatusTrigger,
@@ -102,7 +102,7 @@ impl Queue {
         let context = Arc::new(consumer::Context {
             store: store.clone(),
             provider_permits: Semaphore::new(settings.max_concurrent_provider_calls),
-            provider,
+            scribe,
             settings: settings.clone(),
             paused: paused_rx,
             events: events.clone(),

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Result;
-use crate::memory::{NewObservation, NewSummary, Observation, Summary};
+use crate::memory::{MadeBy, NewObservation, NewSummary, Observation, Summary};
 
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).expect("a list of strings always serializes")
@@ -16,7 +16,8 @@ fn parse_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-/// Where a message's observations go: its session, the message, its prompt, its tool and who used it.
+/// Where a message's observations go: its session, the message, its prompt, its tool and who used it, who
+/// made them and the provider call that did.
 #[derive(Debug, Clone, Copy)]
 pub struct ObservationOf<'a> {
     /// The session's row id.
@@ -29,6 +30,10 @@ pub struct ObservationOf<'a> {
     pub tool_name: &'a str,
     /// The subagent that used the tool, when not the main agent.
     pub subagent: Option<&'a str>,
+    /// The provider that made them.
+    pub made_by: &'a MadeBy,
+    /// The provider call that made them (`provider_calls`), when it spent tokens.
+    pub call_id: Option<i64>,
 }
 
 /// Stores a message's observations (ordinal = position).
@@ -38,11 +43,12 @@ pub fn insert_observations(
     observations: &[NewObservation],
     now: i64,
 ) -> Result<Vec<i64>> {
-    let ObservationOf { session_id, message_id, prompt_number, tool_name, subagent } = of;
+    let ObservationOf { session_id, message_id, prompt_number, tool_name, subagent, made_by, call_id } = of;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO observations (session_id, message_id, ordinal, prompt_number, tool_name, type, title, subtitle,
-             facts, files_read, files_modified, created_at, subagent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             facts, files_read, files_modified, created_at, subagent, narrative, concepts, provider, model, fallback,
+             call_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
     let mut ids = Vec::with_capacity(observations.len());
     for (ordinal, o) in observations.iter().enumerate() {
@@ -59,26 +65,41 @@ pub fn insert_observations(
             json_list(&o.files_read),
             json_list(&o.files_modified),
             now,
-            subagent
+            subagent,
+            o.narrative,
+            json_list(&o.concepts),
+            made_by.provider,
+            made_by.model,
+            made_by.fallback,
+            call_id
         ])?;
         ids.push(conn.last_insert_rowid());
     }
     Ok(ids)
 }
 
+/// Where a summary goes: its session, the message, the prompt it closes, who made it and the call that did.
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryOf<'a> {
+    /// The session's row id.
+    pub session_id: i64,
+    /// The summarize message.
+    pub message_id: i64,
+    /// The prompt it closes.
+    pub prompt_number: i64,
+    /// The provider that made it.
+    pub made_by: &'a MadeBy,
+    /// The provider call that made it, when it spent tokens.
+    pub call_id: Option<i64>,
+}
+
 /// Stores a summary.
-pub fn insert_summary(
-    conn: &Connection,
-    session_id: i64,
-    message_id: i64,
-    prompt_number: i64,
-    s: &NewSummary,
-    now: i64,
-) -> Result<i64> {
+pub fn insert_summary(conn: &Connection, of: SummaryOf<'_>, s: &NewSummary, now: i64) -> Result<i64> {
+    let SummaryOf { session_id, message_id, prompt_number, made_by, call_id } = of;
     conn.prepare_cached(
         "INSERT INTO summaries (session_id, message_id, prompt_number, request, investigated, completed, next_steps,
-             files_read, files_edited, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             files_read, files_edited, created_at, learned, notes, provider, model, fallback, call_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         session_id,
@@ -90,13 +111,20 @@ pub fn insert_summary(
         s.next_steps,
         json_list(&s.files_read),
         json_list(&s.files_edited),
-        now
+        now,
+        s.learned,
+        s.notes,
+        made_by.provider,
+        made_by.model,
+        made_by.fallback,
+        call_id
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
 const OBSERVATION_SELECT: &str = "SELECT o.id, o.session_id, s.project, o.message_id, o.prompt_number, o.tool_name,
-        o.type, o.title, o.subtitle, o.facts, o.files_read, o.files_modified, o.created_at, o.subagent
+        o.type, o.title, o.subtitle, o.facts, o.files_read, o.files_modified, o.created_at, o.subagent,
+        o.narrative, o.concepts, o.provider, o.model, o.fallback
      FROM observations o JOIN sessions s ON s.id = o.session_id";
 
 fn observation_from_row(r: &Row<'_>) -> rusqlite::Result<Observation> {
@@ -113,15 +141,19 @@ fn observation_from_row(r: &Row<'_>) -> rusqlite::Result<Observation> {
             title: r.get(7)?,
             subtitle: r.get(8)?,
             facts: parse_list(r, 9)?,
+            narrative: r.get(14)?,
+            concepts: parse_list(r, 15)?,
             files_read: parse_list(r, 10)?,
             files_modified: parse_list(r, 11)?,
         },
+        made_by: MadeBy { provider: r.get(16)?, model: r.get(17)?, fallback: r.get(18)? },
         created_at: r.get(12)?,
     })
 }
 
 const SUMMARY_SELECT: &str = "SELECT m.id, m.session_id, s.project, m.message_id, m.prompt_number, m.request,
-        m.investigated, m.completed, m.next_steps, m.files_read, m.files_edited, m.created_at
+        m.investigated, m.completed, m.next_steps, m.files_read, m.files_edited, m.created_at, m.learned, m.notes,
+        m.provider, m.model, m.fallback
      FROM summaries m JOIN sessions s ON s.id = m.session_id";
 
 fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<Summary> {
@@ -134,11 +166,14 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<Summary> {
         memory: NewSummary {
             request: r.get(5)?,
             investigated: r.get(6)?,
+            learned: r.get(12)?,
             completed: r.get(7)?,
             next_steps: r.get(8)?,
+            notes: r.get(13)?,
             files_read: parse_list(r, 9)?,
             files_edited: parse_list(r, 10)?,
         },
+        made_by: MadeBy { provider: r.get(14)?, model: r.get(15)?, fallback: r.get(16)? },
         created_at: r.get(11)?,
     })
 }

@@ -108,6 +108,92 @@ pub fn claim_next(conn: &Connection, session_id: i64, now: i64) -> Result<Claim>
     Ok(Claim::Message(Box::new(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number })))
 }
 
+/// A session's pending messages from the next one on, in queue order: what a batch claim looks at.
+pub const PENDING_RUN_SQL: &str = "SELECT id, kind, payload, attempts, prompt_number, available_at \
+     FROM messages WHERE session_id = ?1 AND status = 'pending' ORDER BY id LIMIT ?2";
+
+/// What a batch claim found.
+#[derive(Debug)]
+pub enum BatchClaim {
+    /// The session's next messages, now `processing` with their attempts counted: one summarize alone, or
+    /// consecutive tool uses that are due, within the limits.
+    Batch(Vec<Claimed>),
+    /// The next message is backing off until this time (ms); nothing was claimed.
+    NotBefore(i64),
+    /// Nothing pending.
+    Empty,
+}
+
+/// Claims a session's next pending messages, strictly in queue order: the next message, then (when it is a
+/// tool use) the tool uses right behind it while they are due, up to `max_items` and about `max_tokens`
+/// (payload bytes / 4; the first goes whatever its size). A summarize is always claimed alone.
+pub fn claim_batch(
+    conn: &Connection,
+    session_id: i64,
+    now: i64,
+    max_items: usize,
+    max_tokens: usize,
+) -> Result<BatchClaim> {
+    let mut stmt = conn.prepare_cached(PENDING_RUN_SQL)?;
+    let rows = stmt
+        .query_map(params![session_id, max_items.max(1) as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some(first) = rows.first() else { return Ok(BatchClaim::Empty) };
+    if first.5 > now {
+        return Ok(BatchClaim::NotBefore(first.5));
+    }
+    let mut claimed = Vec::new();
+    let mut tokens = 0usize;
+    for (id, kind, payload, attempts, prompt_number, available_at) in rows {
+        let kind = match kind.as_str() {
+            "summarize" => MessageKind::Summarize,
+            _ => MessageKind::Observation,
+        };
+        let payload = payload.as_deref().unwrap_or("{}");
+        let cost = payload.len() / 4;
+        let fits = claimed.is_empty()
+            || (kind == MessageKind::Observation && available_at <= now && tokens + cost <= max_tokens);
+        if !fits {
+            break;
+        }
+        tokens += cost;
+        let payload = Payload::from_json(kind, payload)?;
+        claimed.push(Claimed { id, session_id, payload, attempts: attempts + 1, prompt_number });
+        if kind == MessageKind::Summarize {
+            break;
+        }
+    }
+    let mut mark = conn.prepare_cached(
+        "UPDATE messages SET status = 'processing', attempts = attempts + 1, claimed_at = ?2 WHERE id = ?1",
+    )?;
+    for message in &claimed {
+        mark.execute(params![message.id, now])?;
+    }
+    Ok(BatchClaim::Batch(claimed))
+}
+
+/// Sends a claimed message back to `pending` until `at` with its attempt refunded: the provider asked to be
+/// left alone (a rate limit), which is not the message's failure.
+pub fn postpone(conn: &Connection, id: i64, attempt: u32, error: &str, at: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE messages SET status = 'pending', attempts = attempts - 1, claimed_at = NULL, last_error = ?3,
+                 available_at = ?4
+             WHERE id = ?1 AND status = 'processing' AND attempts = ?2",
+        )?
+        .execute(params![id, attempt, error, at])?;
+    Ok(n == 1)
+}
+
 /// Marks a claimed message processed. A summarize's payload is dropped; an observation's tool use is kept for
 /// the summary of its span ([`span_tool_uses`]) until that summary is committed ([`drop_span_payloads`]) or
 /// retention prunes the row. Returns the prompt the message is filed under now (reconciliation may have moved
@@ -395,11 +481,21 @@ mod tests {
                         prompt_number: prompt,
                         tool_name: "Read",
                         subagent: None,
+                        made_by: &crate::memory::MadeBy::default(),
+                        call_id: None,
                     };
                     memories::insert_observations(conn, of, &[obs], 2).unwrap();
                 }
                 Payload::Summarize(_) => {
-                    memories::insert_summary(conn, session_id, id, prompt, &NewSummary::default(), 2).unwrap();
+                    let made_by = crate::memory::MadeBy::default();
+                    let of = memories::SummaryOf {
+                        session_id,
+                        message_id: id,
+                        prompt_number: prompt,
+                        made_by: &made_by,
+                        call_id: None,
+                    };
+                    memories::insert_summary(conn, of, &NewSummary::default(), 2).unwrap();
                 }
             }
         }

@@ -12,6 +12,7 @@
 //! copy of them lingers; and the writer commits only while the file it opened is still where it was opened
 //! (one `stat` per batch), so a deleted data folder stops acknowledgements instead of losing them.
 
+pub mod calls;
 pub mod inbox;
 pub mod memories;
 pub mod messages;

@@ -199,6 +199,87 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO summaries_fts (summaries_fts) VALUES ('rebuild');
     INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild');
     "#,
+    // 5: LLM providers. Observations gain a narrative and concepts, summaries what was learned and notes; all
+    // memory says which provider (and model) made it, and why `local` stood in when it did; every provider
+    // call that spent tokens is a row of `provider_calls` (the memory it made points at it), which the daily
+    // token ceiling and the cost figures add up. Search indexes the new text: the views are redefined, the
+    // edit triggers list the new columns, the indexes are rebuilt.
+    r#"
+    CREATE TABLE provider_calls (
+        id            INTEGER PRIMARY KEY,
+        provider      TEXT    NOT NULL,
+        model         TEXT,
+        project       TEXT    NOT NULL DEFAULT '',
+        session_id    INTEGER REFERENCES sessions (id) ON DELETE SET NULL,
+        -- How many messages the call was for (a batch is one call).
+        messages      INTEGER NOT NULL,
+        input_tokens  INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        -- 'memory' (its answer was stored) or 'unreadable' (its answer could not be parsed).
+        outcome       TEXT    NOT NULL CHECK (outcome IN ('memory', 'unreadable')),
+        -- The UTC day (ms since the epoch / 86,400,000) the ceiling counts it in.
+        day           INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE INDEX provider_calls_day ON provider_calls (day);
+
+    ALTER TABLE observations ADD COLUMN narrative TEXT NOT NULL DEFAULT '';
+    ALTER TABLE observations ADD COLUMN concepts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE observations ADD COLUMN provider TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE observations ADD COLUMN model TEXT;
+    ALTER TABLE observations ADD COLUMN fallback TEXT;
+    ALTER TABLE observations ADD COLUMN call_id INTEGER REFERENCES provider_calls (id) ON DELETE SET NULL;
+    ALTER TABLE summaries ADD COLUMN learned TEXT NOT NULL DEFAULT '';
+    ALTER TABLE summaries ADD COLUMN notes TEXT NOT NULL DEFAULT '';
+    ALTER TABLE summaries ADD COLUMN provider TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE summaries ADD COLUMN model TEXT;
+    ALTER TABLE summaries ADD COLUMN fallback TEXT;
+    ALTER TABLE summaries ADD COLUMN call_id INTEGER REFERENCES provider_calls (id) ON DELETE SET NULL;
+
+    DROP TRIGGER observations_fts_unindex;
+    DROP TRIGGER observations_fts_reindex;
+    DROP TRIGGER summaries_fts_unindex;
+    DROP TRIGGER summaries_fts_reindex;
+    DROP VIEW observation_text;
+    DROP VIEW summary_text;
+    CREATE VIEW observation_text AS
+        SELECT id, title,
+               subtitle || char(10) || narrative
+                   || char(10) || replace(replace(replace(replace(replace(facts, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(concepts, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_read, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_modified, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   AS body
+        FROM observations;
+    CREATE VIEW summary_text AS
+        SELECT id, request AS title,
+               investigated || char(10) || learned || char(10) || completed || char(10) || next_steps
+                   || char(10) || notes
+                   || char(10) || replace(replace(replace(replace(replace(files_read, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   || char(10) || replace(replace(replace(replace(replace(files_edited, '[]', ''), '["', ''), '"]', ''), '","', '; '), '\"', '"')
+                   AS body
+        FROM summaries;
+    CREATE TRIGGER observations_fts_unindex BEFORE UPDATE OF id, title, subtitle, narrative, facts, concepts,
+        files_read, files_modified ON observations BEGIN
+        INSERT INTO observations_fts (observations_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM observation_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER observations_fts_reindex AFTER UPDATE OF id, title, subtitle, narrative, facts, concepts,
+        files_read, files_modified ON observations BEGIN
+        INSERT INTO observations_fts (rowid, title, body) SELECT id, title, body FROM observation_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER summaries_fts_unindex BEFORE UPDATE OF id, request, investigated, learned, completed,
+        next_steps, notes, files_read, files_edited ON summaries BEGIN
+        INSERT INTO summaries_fts (summaries_fts, rowid, title, body)
+            SELECT 'delete', id, title, body FROM summary_text WHERE id = old.id;
+    END;
+    CREATE TRIGGER summaries_fts_reindex AFTER UPDATE OF id, request, investigated, learned, completed,
+        next_steps, notes, files_read, files_edited ON summaries BEGIN
+        INSERT INTO summaries_fts (rowid, title, body) SELECT id, title, body FROM summary_text WHERE id = new.id;
+    END;
+    INSERT INTO observations_fts (observations_fts) VALUES ('rebuild');
+    INSERT INTO summaries_fts (summaries_fts) VALUES ('rebuild');
+    "#,
 ];
 
 /// The schema version this code writes.
