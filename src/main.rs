@@ -300,7 +300,29 @@ fn config() -> anyhow::Result<()> {
     println!("# database:    {}", paths.database.display());
     println!("# log folder:  {}", paths.state_dir.display());
     println!("# every key can be overridden by MEMTRAY_<KEY> (e.g. MEMTRAY_PORT)");
-    print!("{}", toml::to_string_pretty(&config).context("cannot render the configuration")?);
+    // Who would receive data: the one thing a user must be able to see before turning a provider on.
+    match memtray_core::memory::provider::from_config(&config) {
+        Ok(provider) => match provider.destination() {
+            Some(to) => {
+                println!(
+                    "# provider {}: tool uses and prompts (after <private> removal and redaction) go to {to}",
+                    provider.name()
+                );
+                println!(
+                    "#   local stands in when it fails past its attempts, refuses a request, or the day's tokens run out"
+                );
+            }
+            None => println!("# provider {}: nothing leaves this machine", provider.name()),
+        },
+        Err(e) => println!("# provider: {e}"),
+    }
+    let mut shown = config.clone();
+    for key in [&mut shown.anthropic.api_key, &mut shown.openai.api_key] {
+        if !key.is_empty() {
+            *key = "(set; not shown)".into();
+        }
+    }
+    print!("{}", toml::to_string_pretty(&shown).context("cannot render the configuration")?);
     Ok(())
 }
 

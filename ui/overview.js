@@ -1,7 +1,9 @@
 // The overview: whether memtray is processing, active sessions, queue depth, pending / processing / stuck /
 // failed counts, messages processed in the last hour, and the most recently active sessions. The counts
 // follow the stream's processing_status directly; /api/stats (the only source of the hourly figure, and a
-// heavier query) is fetched on load and then at most every 5 seconds while events flow.
+// heavier query) is fetched on load and then at most every 5 seconds while events flow. The provider's health
+// (a refused key, an open circuit, the daily token ceiling) comes with the status; what providers cost (tokens
+// per day, project and provider) with /api/stats.
 
 import { get } from './api.js';
 import { count, el, reconcile } from './dom.js';
@@ -20,7 +22,18 @@ const METRICS = [
   ['stuck', 'Stuck', true],
   ['failed', 'Failed', true],
   ['processedLastHour', 'Processed in the last hour'],
+  ['provider', 'Provider'],
+  ['tokensToday', 'Tokens today'],
 ];
+
+/** What a provider's health is called on screen. */
+const HEALTH = {
+  ok: 'OK',
+  misconfigured: 'Refuses its configuration',
+  circuitOpen: 'Resting after failures',
+  rateLimited: 'Rate limited',
+  overBudget: 'Token ceiling reached',
+};
 
 export class OverviewView {
   name = 'overview';
@@ -37,6 +50,8 @@ export class OverviewView {
   #all;
   #empty = null;
   #attention;
+  #providerNote;
+  #tokens;
 
   constructor(ctx) {
     this.#ctx = ctx;
@@ -51,6 +66,8 @@ export class OverviewView {
       }),
     );
     this.#attention = el('p', { class: 'attention', hidden: true });
+    this.#providerNote = el('p', { class: 'attention provider-health', role: 'status', hidden: true });
+    this.#tokens = el('div', { class: 'tokens' });
     this.#rows = el('tbody');
     this.#all = el('a', { href: '#/sessions' });
     this.#table = el(
@@ -75,9 +92,12 @@ export class OverviewView {
       { class: 'view', 'aria-labelledby': 'overview-title' },
       el('h1', { id: 'overview-title', text: 'Overview' }),
       cards,
+      this.#providerNote,
       this.#attention,
       el('h2', { text: 'Recently active sessions' }),
       this.#recent,
+      el('h2', { text: 'Tokens spent by providers' }),
+      this.#tokens,
     );
   }
 
@@ -146,10 +166,30 @@ export class OverviewView {
         card.dataset.state = s.paused ? 'paused' : s.isProcessing ? 'busy' : 'idle';
         continue;
       }
+      if (key === 'provider') {
+        const p = s.provider ?? {};
+        value.textContent = `${p.name ?? '…'} · ${HEALTH[p.health] ?? p.health ?? ''}`;
+        card.dataset.health = p.health ?? 'ok';
+        card.classList.toggle('alarm', Boolean(p.health) && p.health !== 'ok');
+        continue;
+      }
+      if (key === 'tokensToday') {
+        const p = s.provider ?? {};
+        const ceiling = p.maxTokensPerDay ? ` of ${count(p.maxTokensPerDay)}` : '';
+        value.textContent = `${count(p.tokensToday ?? 0)}${ceiling}`;
+        continue;
+      }
       const n = s[key] ?? 0;
       value.textContent = count(n);
       card.classList.toggle('alarm', Boolean(alarm) && n > 0);
     }
+    const p = s.provider ?? {};
+    this.#providerNote.hidden = !p.health || p.health === 'ok';
+    if (!this.#providerNote.hidden) {
+      const until = p.until && p.health !== 'misconfigured' ? ` Next try ${new Date(p.until).toLocaleTimeString()}.` : '';
+      this.#providerNote.textContent = `Provider ${p.name}: ${HEALTH[p.health] ?? p.health}. ${p.reason ?? ''}${until}`;
+    }
+    if (s.tokens) this.#tokens.replaceChildren(...tokenTables(s.tokens));
     const trouble = (s.stuck ?? 0) + (s.failed ?? 0);
     this.#attention.hidden = trouble === 0;
     if (trouble > 0) {
@@ -162,4 +202,36 @@ export class OverviewView {
       );
     }
   }
+}
+
+/** Token figures as three small tables: per day, per project, per provider. */
+function tokenTables(tokens) {
+  const groups = [
+    ['Per day (UTC)', tokens.byDay ?? []],
+    ['Per project', tokens.byProject ?? []],
+    ['Per provider', tokens.byProvider ?? []],
+  ];
+  if (groups.every(([, rows]) => rows.length === 0)) {
+    return [el('p', { class: 'muted', text: 'No provider has spent tokens in the last 30 days.' })];
+  }
+  return groups.map(([caption, rows]) =>
+    el(
+      'table',
+      { class: 'data tokens-table', dataset: { group: caption } },
+      el('caption', { text: caption }),
+      el('thead', {}, el('tr', {}, ['', 'Calls', 'Messages', 'Input', 'Output'].map((h) => el('th', { scope: 'col', class: h ? 'num' : null, text: h })))),
+      el(
+        'tbody',
+        {},
+        rows.map((r) =>
+          el(
+            'tr',
+            {},
+            el('th', { scope: 'row', text: r.key || '(none)' }),
+            [r.calls, r.messages, r.inputTokens, r.outputTokens].map((n) => el('td', { class: 'num', text: count(n) })),
+          ),
+        ),
+      ),
+    ),
+  );
 }

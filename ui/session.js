@@ -32,19 +32,41 @@ function observationItem(o) {
       el('span', { class: 'muted observation-meta' }, `${o.tool_name} · prompt ${o.prompt_number} · `, timeEl(o.created_at)),
     ),
     o.subtitle ? el('p', { class: 'observation-subtitle', text: o.subtitle }) : null,
+    o.narrative ? el('p', { class: 'narrative', text: o.narrative }) : null,
     fileList('Read', o.files_read),
     fileList('Modified', o.files_modified),
     o.facts?.length ? el('ul', { class: 'facts' }, o.facts.map((f) => el('li', { text: f }))) : null,
+    o.concepts?.length ? el('p', { class: 'concepts' }, o.concepts.map((c) => badge(c, 'concept'))) : null,
+    madeBy(o),
   );
 }
 
-/** What a summary says: request, investigated, completed, next steps, and its files. */
+/** Who made a piece of memory, and why `local` stood in when it did. */
+export function madeBy(m) {
+  if (m.fallback) {
+    return el('p', { class: 'made-by fallback', role: 'note' }, el('strong', { text: 'Fallback memory (local): ' }), m.fallback);
+  }
+  if (!m.provider || m.provider === 'local') return null;
+  return el('p', { class: 'made-by muted', text: `Made by ${m.provider}${m.model ? ` · ${m.model}` : ''}` });
+}
+
+/** What a summary says: request, investigated, learned, completed, next steps, notes, its files and its maker. */
 export function summaryBody(s) {
   const part = (label, text) => (text ? [el('dt', { text: label }), el('dd', { text })] : null);
   return [
-    el('dl', {}, part('Request', s.request), part('Investigated', s.investigated), part('Completed', s.completed), part('Next steps', s.next_steps)),
+    el(
+      'dl',
+      {},
+      part('Request', s.request),
+      part('Investigated', s.investigated),
+      part('Learned', s.learned),
+      part('Completed', s.completed),
+      part('Next steps', s.next_steps),
+      part('Notes', s.notes),
+    ),
     fileList('Files read', s.files_read),
     fileList('Files edited', s.files_edited),
+    madeBy(s),
   ];
 }
 

@@ -16,7 +16,7 @@ use crate::store::messages::MessageFilter;
 use crate::store::search::{self, Hit, SearchQuery};
 use crate::store::sessions::{KnownTranscript, ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
 use crate::store::stats::Totals;
-use crate::store::{Store, memories, messages, sessions, stats};
+use crate::store::{Store, calls, memories, messages, sessions, stats};
 
 /// How many of a session's messages its detail lists.
 const SESSION_MESSAGES: u32 = 1000;
@@ -68,6 +68,13 @@ impl Queries {
     pub async fn processed_within(&self, window_ms: i64) -> Result<i64> {
         let since = self.settings.clock.now_ms() - window_ms;
         Ok(self.store.read(move |c| stats::processed_since(c, since)).await?)
+    }
+
+    /// What providers cost over the last `days` days (UTC, today included): tokens per day, project and
+    /// provider.
+    pub async fn token_usage(&self, days: i64) -> Result<calls::Usage> {
+        let since_day = (self.settings.clock.now_ms()).div_euclid(calls::DAY_MS) - (days - 1).max(0);
+        Ok(self.store.read(move |c| calls::usage(c, since_day)).await?)
     }
 
     /// A page of sessions with their queue counts.

@@ -65,6 +65,13 @@ pub enum Notice {
         /// Session row id.
         session_id: i64,
     },
+    /// The day's token ceiling is reached (the core says so once a day).
+    TokenCeiling {
+        /// The configured provider.
+        provider: String,
+        /// The ceiling.
+        ceiling: u64,
+    },
 }
 
 impl Notice {
@@ -81,6 +88,9 @@ impl Notice {
                 Some(Notice::Failed { session_id: *session_id, project: project.clone() })
             }
             Event::MessageRetried { session_id, .. } => Some(Notice::Retried { session_id: *session_id }),
+            Event::TokenCeilingReached { provider, ceiling, .. } => {
+                Some(Notice::TokenCeiling { provider: provider.clone(), ceiling: *ceiling })
+            }
             _ => None,
         }
     }

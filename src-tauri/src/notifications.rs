@@ -1,5 +1,6 @@
 //! Desktop notifications: "Summary ready — <project>" when a summary is stored (a burst becomes one
-//! notification saying how many), and "N messages failed in <project>" once per session until a retry.
+//! notification saying how many), "N messages failed in <project>" once per session until a retry, and the
+//! day's token ceiling when the core reports it (once a day).
 //! Clicking one opens the inspector at its session.
 //!
 //! Shown through notify-rust: over D-Bus on Linux and the BSDs, the system's centre elsewhere. With no service the
@@ -47,6 +48,8 @@ struct Burst {
     summaries: Vec<(i64, String, String, String)>,
     /// Failures per session: its project and how many.
     failures: BTreeMap<i64, (String, u32)>,
+    /// The token ceiling reached: provider and ceiling.
+    ceiling: Option<(String, u64)>,
     /// When the first and the latest notice came.
     first: Option<Instant>,
     latest: Option<Instant>,
@@ -60,6 +63,7 @@ impl Burst {
             }
             Notice::Failed { session_id, project } => self.failures.entry(session_id).or_insert((project, 0)).1 += 1,
             Notice::Retried { .. } => return,
+            Notice::TokenCeiling { provider, ceiling } => self.ceiling = Some((provider, ceiling)),
         }
         let now = Instant::now();
         self.first.get_or_insert(now);
@@ -101,6 +105,15 @@ pub fn summary_note(summaries: &[(i64, String, String, String)]) -> Option<Note>
         body: one_line(&body, 160),
         session_id: one_session.then_some(*first_session),
     })
+}
+
+/// The notification for the day's token ceiling.
+pub fn ceiling_note(provider: &str, ceiling: u64) -> Note {
+    Note {
+        title: "Daily token ceiling reached".into(),
+        body: format!("{provider} has used its {ceiling} tokens for today; local memory until tomorrow (UTC)."),
+        session_id: None,
+    }
 }
 
 /// The notification for a session's failed messages.
@@ -286,6 +299,7 @@ pub async fn run(app: AppHandle, link: Link, prefs: Prefs, mut notices: broadcas
             () = async { tokio::time::sleep_until(due.expect("a burst")).await }, if due.is_some() => {
                 let done = std::mem::take(&mut burst);
                 let mut notes: Vec<Note> = summary_note(&done.summaries).into_iter().collect();
+                notes.extend(done.ceiling.map(|(provider, ceiling)| ceiling_note(&provider, ceiling)));
                 for (session_id, (project, count)) in done.failures {
                     if told_failed.insert(session_id) {
                         notes.push(failure_note(session_id, &project, count));

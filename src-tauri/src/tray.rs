@@ -1,10 +1,12 @@
 //! The tray icon and its menu. The icon spins while the core is processing, shows attention when messages
-//! are stuck or failed and an error when the core cannot be reached; the menu's status line and items follow.
+//! are stuck or failed, and an error when the core cannot be reached or the provider refuses its
+//! configuration; the menu's status line (with the provider's trouble and why) and items follow.
 //!
 //! Driven by the link's status and reach watches: nothing polls, and the frame timer exists only while spinning.
 
 use std::time::Duration;
 
+use memtray_core::memory::scribe::Health;
 use memtray_core::status::Status;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
@@ -47,6 +49,7 @@ impl Look {
     fn of(status: &Status, reach: &Reach) -> Look {
         match reach {
             Reach::Unavailable(_) => Look::Error,
+            _ if status.provider.health == Health::Misconfigured => Look::Error,
             _ if status.is_processing && !status.paused => Look::Spinning,
             _ if status.stuck + status.failed > 0 => Look::Attention,
             _ => Look::Idle,
@@ -79,10 +82,38 @@ fn status_line(status: &Status, reach: &Reach) -> String {
     if status.failed > 0 {
         line.push_str(&format!(", {} failed", status.failed));
     }
+    if let Some(trouble) = provider_trouble(status) {
+        line.push_str("; ");
+        line.push_str(&trouble);
+    }
     if *reach == Reach::Attached {
         line.push_str(" (memtray serve)");
     }
     line
+}
+
+/// What is wrong with the provider, in a few words and its reason, when anything is.
+fn provider_trouble(status: &Status) -> Option<String> {
+    let p = &status.provider;
+    let what = match p.health {
+        Health::Ok => return None,
+        Health::Misconfigured => "refuses its configuration",
+        Health::CircuitOpen => "is failing; resting",
+        Health::RateLimited => "is rate limited",
+        Health::OverBudget => {
+            return Some(format!("token ceiling reached ({}): local memory until tomorrow", p.max_tokens_per_day));
+        }
+    };
+    let reason = p.reason.as_deref().map(|r| format!(": {}", one_line(r, 120))).unwrap_or_default();
+    Some(format!("{} {what}{reason}", p.name))
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
+    }
 }
 
 /// What the changing menu items say, so they are touched only when it changes (each change is a D-Bus
@@ -342,5 +373,33 @@ mod tests {
         assert_eq!(Look::of(&paused, &Reach::Embedded), Look::Idle);
         assert_eq!(Look::of(&status(|s| s.failed = 1), &Reach::Embedded), Look::Attention);
         assert_eq!(Look::of(&busy, &Reach::Unavailable("x".into())), Look::Error);
+    }
+
+    #[test]
+    fn a_provider_in_trouble_shows_with_its_reason() {
+        let refused = status(|s| {
+            s.is_processing = true;
+            s.queue_depth = 2;
+            s.sessions_with_work = 1;
+            s.provider.name = "anthropic".into();
+            s.provider.health = Health::Misconfigured;
+            s.provider.reason = Some("anthropic: 401 authentication_error: invalid x-api-key".into());
+        });
+        assert_eq!(Look::of(&refused, &Reach::Embedded), Look::Error, "an error, not a spinner that never stops");
+        assert_eq!(
+            status_line(&refused, &Reach::Embedded),
+            "Processing 2 messages in 1 session; anthropic refuses its configuration: anthropic: 401 \
+             authentication_error: invalid x-api-key"
+        );
+        let spent = status(|s| {
+            s.provider.name = "anthropic".into();
+            s.provider.health = Health::OverBudget;
+            s.provider.max_tokens_per_day = 5000;
+        });
+        assert_eq!(Look::of(&spent, &Reach::Embedded), Look::Idle);
+        assert_eq!(
+            status_line(&spent, &Reach::Embedded),
+            "Idle; token ceiling reached (5000): local memory until tomorrow"
+        );
     }
 }

@@ -28,6 +28,8 @@ pub struct Options {
     pub soft_open_files: Option<u64>,
     /// Append the server's stderr to this file instead of the test's stderr.
     pub stderr_to: Option<PathBuf>,
+    /// The config file's text, written before the first start.
+    pub config: Option<String>,
 }
 
 impl TestServer {
@@ -40,6 +42,9 @@ impl TestServer {
     pub fn start_with(env: &[(&str, &str)], options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(text) = &options.config {
+            std::fs::write(dir.path().join("config.toml"), text).expect("write the config file");
+        }
         let mut server = TestServer { dir, port: 0, env, options, child: None, secret: std::sync::OnceLock::new() };
         server.spawn();
         server
@@ -175,6 +180,17 @@ impl TestServer {
         let status = response.status().as_u16();
         let body = response.body_mut().read_json().unwrap_or(Value::Null);
         (status, body, retry_after)
+    }
+
+    /// Replaces the config file (the running server reads it where it re-reads it at all).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.dir.path().join("config.toml"), text).expect("write the config file");
+    }
+
+    /// Pauses or resumes processing through the API.
+    pub fn set_paused(&self, paused: bool) {
+        let (status, _) = self.post("/api/processing", &serde_json::json!({ "paused": paused }));
+        assert_eq!(status, 200);
     }
 
     pub fn database(&self) -> PathBuf {

@@ -45,10 +45,15 @@ impl Page {
     }
 }
 
+/// How many days of token figures `/api/stats` gives.
+const TOKEN_DAYS: i64 = 30;
+
 pub(super) async fn stats(State(queries): State<Queries>) -> Result<Json<Value>, ApiError> {
     let processed = queries.processed_within(3_600_000).await?;
+    let tokens = queries.token_usage(TOKEN_DAYS).await?;
     let mut answer = serde_json::to_value(queries.status()).expect("status serializes");
     answer["processedLastHour"] = processed.into();
+    answer["tokens"] = serde_json::to_value(tokens).expect("token figures serialize");
     Ok(Json(answer))
 }
 
