@@ -52,9 +52,18 @@ pub struct Received {
 impl Received {
     /// The user material (the prompt memtray built).
     pub fn material(&self) -> String {
-        match self.protocol {
-            "anthropic" => self.json["messages"][0]["content"].as_str().unwrap_or_default().to_string(),
-            _ => self.json["messages"][1]["content"].as_str().unwrap_or_default().to_string(),
+        let user = match self.protocol {
+            "anthropic" => self.json["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")),
+            _ => self.json["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")),
+        };
+        let Some(content) = user.map(|m| &m["content"]) else { return String::new() };
+        // A string, or (as Claude Code sends it) a list of content blocks.
+        match content.as_str() {
+            Some(text) => text.to_string(),
+            None => content
+                .as_array()
+                .map(|blocks| blocks.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default(),
         }
     }
 
