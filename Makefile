@@ -71,6 +71,7 @@ bench: test-deps
 	$(CARGO) bench --bench inspector
 	$(CARGO) bench --bench search
 	$(CARGO) bench --bench guards
+	$(CARGO) bench --bench providers
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py

@@ -242,6 +242,16 @@ fn status(json: bool) -> anyhow::Result<()> {
         n(&stats, "failed"),
         n(&stats, "processedLastHour")
     );
+    let provider = &stats["provider"];
+    let tokens = match provider["maxTokensPerDay"].as_u64() {
+        Some(ceiling) if ceiling > 0 => format!("{} of {ceiling} tokens today", n(provider, "tokensToday")),
+        _ => format!("{} tokens today", n(provider, "tokensToday")),
+    };
+    let health = match provider["health"].as_str() {
+        Some("ok") | None => String::new(),
+        Some(other) => format!(", {other}: {}", provider["reason"].as_str().unwrap_or("")),
+    };
+    println!("provider: {} ({tokens}{health})", provider["name"].as_str().unwrap_or("?"));
     println!("active sessions: {}", n(&stats, "activeSessions"));
     for s in sessions["sessions"].as_array().into_iter().flatten() {
         let q = &s["queue"];

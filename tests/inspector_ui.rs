@@ -5,6 +5,8 @@
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`make test` installs them); fails without them.
 
+#[path = "support/fake_llm.rs"]
+mod fake_llm;
 mod support;
 #[path = "support/webdriver.rs"]
 mod webdriver;
@@ -814,4 +816,63 @@ fn a_project_page_lists_its_summaries_newest_first_in_light_and_dark() {
     // A project nobody knows is an empty timeline, not an error.
     open(&browser, &server, "#/projects/nowhere", "project");
     assert!(main_text(&browser).contains("No summaries yet"), "{}", main_text(&browser));
+}
+
+/// Memory made by a model shows its narrative, concepts and maker; memory `local` made past the daily token
+/// ceiling says it is a fallback and why; the overview shows the provider's state and the tokens it spent.
+#[test]
+fn provider_memory_shows_who_made_it_and_the_overview_shows_the_provider_and_its_tokens() {
+    let _one = one_browser_at_a_time();
+    let fake = fake_llm::FakeLlm::start(Some("sk-ui"));
+    let base = fake.anthropic_url();
+    let server = TestServer::start(&[
+        ("MEMTRAY_PROVIDER", "anthropic"),
+        ("MEMTRAY_ANTHROPIC_BASE_URL", &base),
+        ("MEMTRAY_ANTHROPIC_API_KEY", "sk-ui"),
+        ("MEMTRAY_MAX_TOKENS_PER_DAY", "50"),
+    ]);
+    init(&server, "m-1", "ledger", "why do totals drift");
+    observe(&server, "m-1", "m1", "Read", "ledger");
+    server.wait_idle(UI);
+    init(&server, "m-2", "ledger", "and now");
+    observe(&server, "m-2", "m2", "Bash", "ledger");
+    server.wait_idle(UI);
+    assert_eq!(fake.count(), 1, "the second tool use came after the ceiling");
+
+    let browser = Browser::start(&[]);
+    open(&browser, &server, &format!("#/sessions/{}", session_id(&server, "m-1")), "session");
+    let text = main_text(&browser);
+    assert!(text.contains("Model saw Read #1"), "{text}");
+    assert!(text.contains("The agent used Read; this is why it matters."), "the narrative: {text}");
+    assert!(text.contains("how-it-works"), "the concepts: {text}");
+    assert!(text.contains("Made by anthropic · claude-haiku-4-5"), "{text}");
+    assert!(!text.contains("Fallback memory"), "{text}");
+
+    open(&browser, &server, &format!("#/sessions/{}", session_id(&server, "m-2")), "session");
+    let note = browser.eval("document.querySelector('.made-by.fallback')?.textContent ?? ''");
+    let note = note.as_str().unwrap();
+    assert!(note.starts_with("Fallback memory (local): "), "{note}");
+    assert!(note.contains("the daily token ceiling (50) is reached"), "{note}");
+
+    open(&browser, &server, "#/", "overview");
+    browser.wait_for(
+        UI,
+        "the provider card",
+        "document.querySelector('[data-metric=provider] dd').textContent.includes('anthropic')",
+    );
+    let card = browser.eval("document.querySelector('[data-metric=provider] dd').textContent");
+    assert_eq!(card, "anthropic · Token ceiling reached");
+    let note = browser.eval("document.querySelector('.provider-health').hidden ? '' : document.querySelector('.provider-health').textContent");
+    assert!(note.as_str().unwrap().contains("daily token ceiling (50)"), "{note}");
+    let spent = server.count("SELECT sum(input_tokens + output_tokens) FROM provider_calls");
+    let rows = browser.eval(
+        "[...document.querySelectorAll('.tokens-table')].map(t => [t.dataset.group, [...t.querySelectorAll('tbody tr')].map(r => r.innerText.split('\\t').join(' '))])",
+    );
+    let rows = rows.to_string();
+    assert!(rows.contains("Per provider") && rows.contains("anthropic 1 1"), "{rows}");
+    assert!(rows.contains("Per project") && rows.contains("ledger 1 1"), "{rows}");
+    let today = browser.eval("document.querySelector('[data-metric=tokensToday] dd').textContent");
+    assert!(today.as_str().unwrap().ends_with(" of 50"), "{today}");
+    assert!(spent > 50, "{spent}");
+    screenshot(&browser, "overview-provider");
 }

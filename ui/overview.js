@@ -170,7 +170,7 @@ export class OverviewView {
         const p = s.provider ?? {};
         value.textContent = `${p.name ?? '…'} · ${HEALTH[p.health] ?? p.health ?? ''}`;
         card.dataset.health = p.health ?? 'ok';
-        card.classList.toggle('alarm', Boolean(p.health) && p.health !== 'ok');
+        card.classList.toggle('alarm', p.health === 'misconfigured' || p.health === 'circuitOpen');
         continue;
       }
       if (key === 'tokensToday') {
@@ -187,7 +187,7 @@ export class OverviewView {
     this.#providerNote.hidden = !p.health || p.health === 'ok';
     if (!this.#providerNote.hidden) {
       const until = p.until && p.health !== 'misconfigured' ? ` Next try ${new Date(p.until).toLocaleTimeString()}.` : '';
-      this.#providerNote.textContent = `Provider ${p.name}: ${HEALTH[p.health] ?? p.health}. ${p.reason ?? ''}${until}`;
+      this.#providerNote.textContent = `Provider ${p.name}: ${p.reason ?? HEALTH[p.health] ?? p.health}.${until}`;
     }
     if (s.tokens) this.#tokens.replaceChildren(...tokenTables(s.tokens));
     const trouble = (s.stuck ?? 0) + (s.failed ?? 0);

@@ -8,12 +8,13 @@
 //! - Engine
 //!   - [`store`]: the SQLite database; one writer with group commit, reads off the async workers, a
 //!     read-only reader for other processes, per-table SQL in `store::{sessions, messages, memories,
-//!     stats, inbox}` and full-text search over memory in `store::search` (FTS5, kept by triggers).
+//!     calls, stats, inbox}` and full-text search over memory in `store::search` (FTS5, kept by triggers).
 //!   - [`intake`]: persist, then wake: every event's way in.
 //!   - [`queue`]: the queue actor (one in-order consumer per session, retry, abort, pause, delete) and the
 //!     message vocabulary (`queue::message`).
-//!   - [`memory`]: what is remembered, and the providers that make it (`memory::provider`, `local`,
-//!     `faults`).
+//!   - [`memory`]: what is remembered, and the providers that make it (`memory::provider`, the embedded
+//!     `local`, the model-backed ones in `memory::llm` over one prompt and one reply parser, `faults`), asked
+//!     through `memory::scribe` (the provider's health, circuit breaker, token budget, `local` fallback).
 //!   - [`queries`]: read-only views for the API and the inspector, search included.
 //!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
 //!   - [`privacy`]: `<private>` removal and, through [`redact`], secret redaction before anything is stored;

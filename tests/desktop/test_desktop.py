@@ -149,6 +149,44 @@ def serve_elsewhere():
     return port, root, subprocess.Popen([SERVER_BIN, "serve"], env=env, stdout=subprocess.PIPE)
 
 
+class FakeMessagesApi:
+    """A fake Anthropic Messages API on a free loopback port: 401 `authentication_error` for a wrong
+    `x-api-key`, else one observation per request, with usage, as the real API answers without streaming."""
+
+    def __init__(self, key):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("x-api-key") != key:
+                    code, body = 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+                else:
+                    code, body = 200, {
+                        "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                        "content": [{"type": "text", "text": "<observation><type>discovery</type><title>Seen by the fake model</title></observation>"}],
+                        "stop_reason": "end_turn", "usage": {"input_tokens": 120, "output_tokens": 30},
+                    }
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class App:
     """One `memtray-desktop` process with its own home, runtime dir, data dir and port."""
 
@@ -611,6 +649,45 @@ class DesktopTest(unittest.IsolatedAsyncioTestCase):
             self.assertIsNone(app.proc.poll(), "the app keeps running and keeps trying")
         finally:
             squatter.close()
+
+    async def test_a_provider_refusing_its_key_shows_the_error_state_with_the_reason(self):
+        api = FakeMessagesApi("sk-right")
+        try:
+            app = self.start(env={"MEMTRAY_PROVIDER": "anthropic", "MEMTRAY_ANTHROPIC_BASE_URL": api.url,
+                                  "MEMTRAY_ANTHROPIC_API_KEY": "sk-wrong", "MEMTRAY_PROVIDER_PROBE_SECS": "600"})
+            tray = await self.tray_of(app)
+            app.post("/api/sessions/init", {"claudeSessionId": "k1", "project": "ledger", "prompt": "go"})
+            app.post("/api/sessions/observations", observation("k1", "k1-t1"))
+            label = await until("the status line to name the refusal",
+                                lambda: self._label(tray, 0, "Processing 1 message in 1 session; anthropic refuses"), timeout=30)
+            self.assertIn("401 authentication_error: invalid x-api-key", label)
+            with open(await tray.icon(), "rb") as f, open(os.path.join(ROOT, "icons", "tray-idle.png"), "rb") as g:
+                self.assertNotEqual(f.read(), g.read(), "the error icon, not the idle one")
+            self.assertEqual(app.database_count("SELECT count(*) FROM messages WHERE status = 'pending' AND attempts = 0"), 1)
+        finally:
+            api.close()
+
+    async def test_the_daily_token_ceiling_is_notified_once_and_shown(self):
+        api = FakeMessagesApi("sk-right")
+        try:
+            app = self.start(env={"MEMTRAY_PROVIDER": "anthropic", "MEMTRAY_ANTHROPIC_BASE_URL": api.url,
+                                  "MEMTRAY_ANTHROPIC_API_KEY": "sk-right", "MEMTRAY_MAX_TOKENS_PER_DAY": "100"})
+            tray = await self.tray_of(app)
+            for n in range(3):
+                app.post("/api/sessions/init", {"claudeSessionId": f"t{n}", "project": "ledger", "prompt": "go"})
+                app.post("/api/sessions/observations", observation(f"t{n}", f"t{n}-t1"))
+                # One at a time: the first call spends past the ceiling before the next is asked.
+                await until("the observation", lambda: app.database_count("SELECT count(*) FROM observations") == n + 1, timeout=30)
+            await until("the ceiling notification",
+                        lambda: [n for n in self.notifications.shown if n["title"] == "Daily token ceiling reached"], timeout=30)
+            await until("the status line to say so", lambda: self._label(tray, 0, "Idle; token ceiling reached (100)"), timeout=30)
+            await asyncio.sleep(3)  # longer than a notification burst: a second one would have come by now
+            ceilings = [n for n in self.notifications.shown if n["title"] == "Daily token ceiling reached"]
+            self.assertEqual(len(ceilings), 1, self.notifications.shown)
+            self.assertIn("anthropic", ceilings[0]["body"])
+            self.assertEqual(app.database_count("SELECT count(*) FROM observations WHERE fallback LIKE '%daily token ceiling%'"), 2)
+        finally:
+            api.close()
 
 
 if __name__ == "__main__":

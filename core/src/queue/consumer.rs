@@ -31,6 +31,8 @@ use crate::store::{self, Store, StoreError, memories, sessions};
 
 /// Observations kept as context for the next provider call in a run.
 const RECENT_CONTEXT: usize = 50;
+/// The span's latest observations read as context for a provider that wants the span (its prompt shows 20).
+const SPAN_CONTEXT: u32 = 20;
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long to wait before trying the store again after it failed.
@@ -400,7 +402,7 @@ impl Consumer {
         };
         match work {
             Work::Tools(_) if wants_span => {
-                let span = move |c: &Connection| memories::span(c, session_id, prompt_number);
+                let span = move |c: &Connection| memories::span_latest(c, session_id, prompt_number, SPAN_CONTEXT);
                 (context.prompts, context.observations) = self.ctx.store.read(span).await?;
             }
             Work::Tools(_) => {

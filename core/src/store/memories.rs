@@ -233,9 +233,8 @@ pub fn page_summaries(
     Ok((rows, total))
 }
 
-/// The span a summary covers: the prompts and observations after the previous summary's prompt, up to and
-/// including `prompt_number`, oldest first.
-pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(Vec<String>, Vec<NewObservation>)> {
+/// Where a span starts (the prompt of the summary before `prompt_number`, or 0) and its prompts' text.
+fn span_prompts(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(i64, Vec<String>)> {
     let after: i64 = conn
         .prepare_cached(
             "SELECT coalesce(max(prompt_number), 0) FROM summaries WHERE session_id = ?1 AND prompt_number < ?2",
@@ -248,6 +247,13 @@ pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(V
         )?
         .query_map(params![session_id, after, prompt_number], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    Ok((after, prompts))
+}
+
+/// The span a summary covers: the prompts and observations after the previous summary's prompt, up to and
+/// including `prompt_number`, oldest first.
+pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(Vec<String>, Vec<NewObservation>)> {
+    let (after, prompts) = span_prompts(conn, session_id, prompt_number)?;
     let sql = format!(
         "{OBSERVATION_SELECT} WHERE o.session_id = ?1 AND o.prompt_number > ?2 AND o.prompt_number <= ?3 ORDER BY o.id"
     );
@@ -255,6 +261,28 @@ pub fn span(conn: &Connection, session_id: i64, prompt_number: i64) -> Result<(V
         .prepare_cached(&sql)?
         .query_map(params![session_id, after, prompt_number], |r| observation_from_row(r).map(|o| o.memory))?
         .collect::<Result<_, _>>()?;
+    Ok((prompts, observations))
+}
+
+/// The span's prompts (as [`span`]) and only its latest `limit` observations, oldest first: the context of a
+/// provider call for tool uses, which shows no more than that (a long span would cost a read of all of it
+/// per call).
+pub fn span_latest(
+    conn: &Connection,
+    session_id: i64,
+    prompt_number: i64,
+    limit: u32,
+) -> Result<(Vec<String>, Vec<NewObservation>)> {
+    let (after, prompts) = span_prompts(conn, session_id, prompt_number)?;
+    let sql = format!(
+        "{OBSERVATION_SELECT} WHERE o.session_id = ?1 AND o.prompt_number > ?2 AND o.prompt_number <= ?3
+         ORDER BY o.id DESC LIMIT ?4"
+    );
+    let mut observations: Vec<NewObservation> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![session_id, after, prompt_number, limit], |r| observation_from_row(r).map(|o| o.memory))?
+        .collect::<Result<_, _>>()?;
+    observations.reverse();
     Ok((prompts, observations))
 }
 
