@@ -121,6 +121,9 @@ fn runs_are_clean_and_their_answers_become_memory() {
     let server = server(&claude, &[]);
     server.set_paused(true);
     queue(&server, "c1", &["Read", "Edit"]);
+    let mut private = support::observation("c1", "c1-t3", "Bash");
+    private["tool_input"] = json!({"command": "echo <private>hunter2-cli</private>"});
+    server.post("/api/sessions/observations", &private);
     server.post("/api/sessions/summarize", &json!({"claudeSessionId": "c1", "last_assistant_message": "done"}));
     server.set_paused(false);
     server.wait_idle(LIMIT);
@@ -134,7 +137,8 @@ fn runs_are_clean_and_their_answers_become_memory() {
             .map(|o| (o["title"].as_str().unwrap().to_string(), o["provider"].as_str().unwrap().to_string()))
             .collect()
     };
-    assert_eq!(titles, [("CLI saw #1".into(), "claude-cli".into()), ("CLI saw #2".into(), "claude-cli".into())]);
+    let cli = |n: usize| (format!("CLI saw #{n}"), "claude-cli".to_string());
+    assert_eq!(titles, [cli(1), cli(2), cli(3)]);
     assert_eq!(server.count("SELECT count(*) FROM summaries WHERE learned = 'Tokens were read twice'"), 1);
     assert_eq!(
         server.count("SELECT count(*) FROM provider_calls WHERE provider = 'claude-cli' AND input_tokens > 7"),
@@ -142,7 +146,7 @@ fn runs_are_clean_and_their_answers_become_memory() {
     );
 
     let runs = claude.runs();
-    assert_eq!(runs.len(), 2, "one run for the batch of two, one for the summary");
+    assert_eq!(runs.len(), 2, "one run for the batch of three, one for the summary");
     for run in &runs {
         let args: Vec<&str> = run["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         let joined = args.join(" ");
@@ -162,7 +166,8 @@ fn runs_are_clean_and_their_answers_become_memory() {
         assert!(env.get("HOME").is_some() && env.get("PATH").is_some());
         assert_eq!(run["cwd"], server.dir.path().join("claude-cli").display().to_string());
     }
-    assert!(runs[0]["stdin"].as_str().unwrap().contains("<tool_use number=\"2\">"), "the material comes on stdin");
+    assert!(runs[0]["stdin"].as_str().unwrap().contains("<tool_use number=\"3\">"), "the material comes on stdin");
+    assert!(runs.iter().all(|r| !r.to_string().contains("hunter2")), "private text never reaches the run");
     assert!(runs[1]["stdin"].as_str().unwrap().contains("Write the summary."));
     assert!(claude.pids().iter().all(|p| !alive(*p)));
 }

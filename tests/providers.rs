@@ -473,3 +473,23 @@ fn past_the_daily_token_ceiling_local_makes_memory_and_it_is_said_once() {
     }
     assert_eq!(ceilings, 1, "said once: {seen:?}");
 }
+
+#[test]
+fn memtray_config_says_where_data_would_go_and_never_prints_a_key() {
+    let fake = FakeLlm::start(Some(KEY));
+    let server = server(&fake, "anthropic", &[]);
+    let out = server.command("config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!(
+        "# provider anthropic: tool uses and prompts (after <private> removal and redaction) go to {}/v1/messages (model claude-haiku-4-5)",
+        fake.anthropic_url()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains(KEY), "the key is not printed: {text}");
+    assert!(text.contains("api_key = \"(set; not shown)\""), "{text}");
+
+    let out = server.command("config").env("MEMTRAY_PROVIDER", "local").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("# provider local: nothing leaves this machine"), "{text}");
+}

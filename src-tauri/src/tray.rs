@@ -92,6 +92,12 @@ fn status_line(status: &Status, reach: &Reach) -> String {
     line
 }
 
+/// Menu text shown as written: the menu library reads `&` as its mnemonic marker, so it is doubled (it
+/// escapes GTK's `_` itself).
+fn literal(text: &str) -> String {
+    text.replace('&', "&&")
+}
+
 /// What is wrong with the provider, in a few words and its reason, when anything is.
 fn provider_trouble(status: &Status) -> Option<String> {
     let p = &status.provider;
@@ -141,7 +147,7 @@ impl MenuState {
     }
 
     fn apply(&self, items: &Items) {
-        let _ = items.status.set_text(&self.line);
+        let _ = items.status.set_text(literal(&self.line));
         let _ = items.retry.set_text(format!("Retry stuck ({})", self.retryable));
         let _ = items.retry.set_enabled(self.can_retry);
         let _ = items.pause.set_checked(self.paused);

@@ -8,6 +8,7 @@ Speaks the real protocols with dbus-next (Debian's python3-dbus-next), as a desk
 """
 
 import asyncio
+import re
 
 from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus
@@ -159,7 +160,8 @@ class Tray:
             get = lambda k, d=None: props[k].value if k in props else d  # noqa: E731
             items.append({
                 "id": cid,
-                "label": get("label", "").replace("_", ""),
+                # As the dbusmenu spec says labels read: "__" is an underscore, a lone "_" marks the access key.
+                "label": re.sub(r"_(_?)", lambda m: m.group(1), get("label", "")),
                 "enabled": get("enabled", True),
                 "visible": get("visible", True),
                 "type": get("type", "standard"),
