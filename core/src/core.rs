@@ -185,16 +185,8 @@ impl Core {
         let tracker = TaskTracker::new();
         let events = Events::new(EVENT_BACKLOG);
         let (trigger, publisher, status) = status::channel();
-        let scribe = Scribe::new(
-            provider,
-            settings.fallback_to_local,
-            settings.provider_limits,
-            settings.provider_reload.map(|reload| (reload, config.data_dir.clone())),
-            settings.clock,
-            spent_today,
-            events.clone(),
-            trigger.clone(),
-        );
+        let scribe =
+            Scribe::new(provider, &settings, config.data_dir.clone(), spent_today, events.clone(), trigger.clone());
         let provider_status = scribe.status();
         let queue = Queue::start(store.clone(), scribe, settings.clone(), events.clone(), trigger.clone());
         tracker.spawn(publisher.run(

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use super::provider::{self, Provider, ProviderError, Usage};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::core::Settings;
 use crate::events::{Event, Events};
 use crate::status::StatusTrigger;
 use crate::store::calls::DAY_MS;
@@ -170,19 +171,18 @@ impl Shared {
 }
 
 impl Scribe {
-    /// A scribe over `provider`. `spent_today` is what the store says was spent so far today; `reload`
-    /// re-reads the configuration for a paused provider's probe (`None` keeps the provider as built).
-    #[allow(clippy::too_many_arguments)]
+    /// A scribe over `provider` with the settings' limits, fallback and reload (which rebuilds a paused
+    /// provider with its files under `data_dir`). `spent_today` is what the store says was spent so far today.
     pub(crate) fn new(
         provider: Arc<dyn Provider>,
-        falls_back: bool,
-        limits: Limits,
-        reload: Option<(Reload, std::path::PathBuf)>,
-        clock: Clock,
+        settings: &Settings,
+        data_dir: std::path::PathBuf,
         spent_today: u64,
         events: Events,
         trigger: StatusTrigger,
     ) -> Scribe {
+        let (limits, clock, falls_back) = (settings.provider_limits, settings.clock, settings.fallback_to_local);
+        let reload = settings.provider_reload.map(|reload| (reload, data_dir));
         let now = clock.now_ms();
         let state =
             State { cooldown: limits.cooldown, day: now.div_euclid(DAY_MS), spent: spent_today, ..State::default() };
@@ -203,7 +203,7 @@ impl Scribe {
                 trigger,
             }),
         };
-        scribe.publish(&scribe.shared.lock(), now);
+        scribe.publish(&scribe.shared.lock());
         scribe
     }
 
@@ -239,7 +239,7 @@ impl Scribe {
                     Health::RateLimited if now >= state.until && !state.probing => {
                         state.health = Health::Ok;
                         (state.reason, state.since) = (None, None);
-                        self.publish(&state, now);
+                        self.publish(&state);
                         return Admission::Call(Ticket { scribe: self.clone(), probe: false }, self.provider());
                     }
                     Health::Misconfigured | Health::CircuitOpen if now >= state.until && !state.probing => {
@@ -332,7 +332,7 @@ impl Scribe {
         if ticket.probe {
             state.probing = false;
         }
-        self.publish(&state, now);
+        self.publish(&state);
         drop(state);
         let mut ticket = ticket;
         ticket.probe = false;
@@ -349,7 +349,7 @@ impl Scribe {
                 state.health = Health::Ok;
                 (state.reason, state.since) = (None, None);
             }
-            self.publish(state, now);
+            self.publish(state);
         }
         (ceiling > 0 && state.spent >= ceiling).then(|| format!("the daily token ceiling ({ceiling}) is reached"))
     }
@@ -389,7 +389,7 @@ impl Scribe {
         }
     }
 
-    fn publish(&self, state: &State, _now: i64) {
+    fn publish(&self, state: &State) {
         let healthy = state.health == Health::Ok;
         let status = ProviderStatus {
             name: self.shared.name.clone(),
@@ -410,5 +410,134 @@ impl Scribe {
         }) {
             self.shared.trigger.changed();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::local::LocalProvider;
+    use crate::memory::provider::BoxError;
+
+    fn scribe(limits: Limits, spent_today: u64) -> (Scribe, Events) {
+        let settings = Settings {
+            clock: Clock::tokio(),
+            provider_limits: limits,
+            fallback_to_local: true,
+            ..Settings::from(&Config::default())
+        };
+        let events = Events::new(16);
+        let (trigger, _publisher, _status) = crate::status::channel();
+        let scribe =
+            Scribe::new(Arc::new(LocalProvider), &settings, "/nowhere".into(), spent_today, events.clone(), trigger);
+        (scribe, events)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_tokens_per_day: 0,
+            probe_every: Duration::from_secs(30),
+            circuit_failures: 3,
+            cooldown: Duration::from_secs(10),
+        }
+    }
+
+    fn error(text: &str) -> BoxError {
+        text.to_string().into()
+    }
+
+    async fn call(scribe: &Scribe) -> Ticket {
+        match scribe.admit().await {
+            Admission::Call(ticket, _) => ticket,
+            Admission::Fallback(reason) => panic!("fallback: {reason}"),
+        }
+    }
+
+    /// True when `admit` is still waiting after `wait` of simulated time.
+    async fn waits(scribe: &Scribe, wait: Duration) -> bool {
+        tokio::time::timeout(wait, scribe.admit()).await.is_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_configuration_pauses_every_call_until_a_probe_one_at_a_time() {
+        let (scribe, _) = scribe(limits(), 0);
+        let ticket = call(&scribe).await;
+        scribe.record(ticket, Err(&ProviderError::Misconfigured(error("401 invalid x-api-key"))));
+        let status = scribe.status().borrow().clone();
+        assert_eq!(status.health, Health::Misconfigured);
+        assert_eq!(status.reason.as_deref(), Some("401 invalid x-api-key"));
+        assert!(waits(&scribe, Duration::from_secs(29)).await, "no call before the probe is due");
+        let probe = call(&scribe).await;
+        assert!(waits(&scribe, Duration::from_secs(5)).await, "one probe at a time");
+        scribe.record(probe, Ok(&Usage::default()));
+        assert_eq!(scribe.status().borrow().health, Health::Ok);
+        let _ = call(&scribe).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_frees_its_slot() {
+        let (scribe, _) = scribe(limits(), 0);
+        scribe.record(call(&scribe).await, Err(&ProviderError::Misconfigured(error("403"))));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        drop(call(&scribe).await);
+        let _ = tokio::time::timeout(Duration::from_millis(1), call(&scribe)).await.expect("the next probe may go");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outages_in_a_row_open_the_circuit_and_each_failed_probe_doubles_the_rest() {
+        let (scribe, _) = scribe(limits(), 0);
+        let outage = || ProviderError::Retry(error("500 api_error"));
+        for _ in 0..2 {
+            scribe.record(call(&scribe).await, Err(&outage()));
+        }
+        assert_eq!(scribe.status().borrow().health, Health::Ok, "two are not yet three");
+        // A refused request is an answer: the provider is up, and the count starts again.
+        scribe.record(call(&scribe).await, Err(&ProviderError::GiveUp(error("400"))));
+        scribe.record(call(&scribe).await, Err(&outage()));
+        assert_eq!(scribe.status().borrow().health, Health::Ok, "one outage since the answer");
+        for _ in 0..2 {
+            scribe.record(call(&scribe).await, Err(&outage()));
+        }
+        assert_eq!(scribe.status().borrow().health, Health::CircuitOpen);
+        assert!(waits(&scribe, Duration::from_millis(9_900)).await, "resting for the cooldown");
+        let probe = call(&scribe).await;
+        scribe.record(probe, Err(&outage()));
+        assert!(waits(&scribe, Duration::from_millis(19_900)).await, "the second rest is twice as long");
+        let probe = call(&scribe).await;
+        scribe.record(probe, Ok(&Usage::default()));
+        assert_eq!(scribe.status().borrow().health, Health::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_holds_every_call_that_long() {
+        let (scribe, _) = scribe(limits(), 0);
+        let limited = ProviderError::RetryAfter { after: Duration::from_secs(7), source: error("429") };
+        scribe.record(call(&scribe).await, Err(&limited));
+        assert_eq!(scribe.status().borrow().health, Health::RateLimited);
+        assert!(waits(&scribe, Duration::from_millis(6_900)).await);
+        let _ = tokio::time::timeout(Duration::from_millis(200), call(&scribe)).await.expect("free after 7 s");
+        assert_eq!(scribe.status().borrow().health, Health::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_ceiling_falls_back_to_local_says_so_once_and_ends_with_the_day() {
+        let (scribe, events) = scribe(Limits { max_tokens_per_day: 1_000, ..limits() }, 900);
+        let mut heard = events.subscribe();
+        let spent = Usage { model: None, input_tokens: 80, output_tokens: 40 };
+        scribe.record(call(&scribe).await, Ok(&spent));
+        assert_eq!(scribe.status().borrow().health, Health::OverBudget);
+        assert_eq!(scribe.status().borrow().tokens_today, 1_020);
+        for _ in 0..2 {
+            match scribe.admit().await {
+                Admission::Fallback(reason) => assert!(reason.contains("daily token ceiling (1000)"), "{reason}"),
+                Admission::Call(..) => panic!("a call past the ceiling"),
+            }
+        }
+        assert!(matches!(heard.try_recv(), Ok(Event::TokenCeilingReached { spent: 1_020, ceiling: 1_000, .. })));
+        assert!(heard.try_recv().is_err(), "said once");
+        tokio::time::advance(Duration::from_millis(DAY_MS as u64)).await;
+        let _ = call(&scribe).await;
+        assert_eq!(scribe.status().borrow().health, Health::Ok, "a new day");
+        assert_eq!(scribe.status().borrow().tokens_today, 0);
     }
 }
