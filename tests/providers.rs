@@ -363,7 +363,7 @@ fn failures_are_retried_by_kind_until_the_model_answers() {
                 None,
             ),
             Step::Drop,
-            Step::Slow(Duration::from_secs(4)),
+            Step::Slow(Duration::from_secs(6)),
             Step::Status(529, overloaded, None),
         ]);
         let server = server(

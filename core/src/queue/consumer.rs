@@ -196,7 +196,8 @@ impl Consumer {
                     None => {
                         tokio::select! {
                             _ = cancel.cancelled() => return false,
-                            ready = admit => admission = Some(ready),
+                            // Paused or cancelled meanwhile? Look again; the next admission comes at once.
+                            _ = admit => continue,
                         }
                     }
                 }
