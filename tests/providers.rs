@@ -372,7 +372,7 @@ fn failures_are_retried_by_kind_until_the_model_answers() {
             &[
                 ("MEMTRAY_ANTHROPIC_STREAM", stream),
                 ("MEMTRAY_MAX_ATTEMPTS", "5"),
-                ("MEMTRAY_PROVIDER_TIMEOUT_SECS", "1"),
+                ("MEMTRAY_PROVIDER_TIMEOUT_SECS", "2"),
             ],
         );
         queue(&server, "f1", "go", &["Bash"]);
