@@ -1,0 +1,253 @@
+//! This machine's link to a team server: a pusher that drains the outbox in batches and a puller that
+//! brings teammates' memory of the shared projects into the local store, both tasks of the core's tracker
+//! under its cancellation token, and the link's state they publish as a `watch` of the latest value.
+//!
+//! Neither ever holds up capture: the outbox is filled by triggers in the memory's own transaction, and the
+//! tasks only read it and delete acknowledged rows. While the server is away each retries with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::client::TeamClient;
+use super::{MAX_PULL, Push, TeamError, outbox, pull};
+use crate::clock::Clock;
+use crate::config::TeamConfig;
+use crate::store::{Store, StoreError};
+
+/// Memories per push.
+const PUSH_BATCH: usize = 500;
+/// The longest wait between two tries while the server is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The team link's state at one instant, for the status API, the inspector and the tray.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LinkState {
+    /// False when this machine has no `[team] url` and `key`: nothing else here applies.
+    pub enabled: bool,
+    /// The team server.
+    pub url: String,
+    /// The last exchange with the team server succeeded.
+    pub connected: bool,
+    /// The member the key belongs to, once the server said.
+    pub member: Option<String>,
+    /// Memories in the outbox, waiting to be pushed.
+    pub pushing: i64,
+    /// Teammates' memories on the server not yet pulled (as of the last pull).
+    pub behind: i64,
+    /// Memories pushed since start.
+    pub pushed: u64,
+    /// Memories pulled since start.
+    pub pulled: u64,
+    /// Since when (ms since the epoch) the server has not answered; `None` while it does.
+    pub unreachable_since: Option<i64>,
+    /// The last failure, in words.
+    pub last_error: Option<String>,
+    /// The shared projects pulled last time.
+    pub projects: Vec<String>,
+}
+
+/// Starts the pusher and the puller on `tracker` when `team` is linked, and returns the link state
+/// (always `enabled: false` when it is not).
+pub(crate) async fn start(
+    store: &Store,
+    team: &TeamConfig,
+    clock: Clock,
+    tracker: &TaskTracker,
+    stopping: CancellationToken,
+) -> Result<watch::Receiver<LinkState>, StoreError> {
+    let share = if team.linked() { team.share.clone() } else { Vec::new() };
+    let machine = store
+        .write(move |c| {
+            outbox::set_share(c, &share)?;
+            outbox::machine_id(c)
+        })
+        .await?;
+    let (state, receiver) =
+        watch::channel(LinkState { enabled: team.linked(), url: team.url.clone(), ..Default::default() });
+    if !team.linked() {
+        return Ok(receiver);
+    }
+    let link = Link {
+        store: store.clone(),
+        client: TeamClient::new(&team.url, &team.key),
+        machine,
+        every: team.sync_every(),
+        clock,
+        state: Arc::new(state),
+        stopping,
+    };
+    tracker.spawn(link.clone().push_loop());
+    tracker.spawn(link.pull_loop());
+    Ok(receiver)
+}
+
+/// What both tasks share.
+#[derive(Clone)]
+struct Link {
+    store: Store,
+    client: TeamClient,
+    /// This machine's id, the origin of what it pushes.
+    machine: String,
+    every: Duration,
+    clock: Clock,
+    /// The published state; both tasks modify it, the core's queries hold the receivers.
+    state: Arc<watch::Sender<LinkState>>,
+    /// The core's token: cancelled at stop, which ends both loops.
+    stopping: CancellationToken,
+}
+
+impl Link {
+    /// Waits `d`, or returns false when the core is stopping.
+    async fn wait(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stopping.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    fn succeeded(&self) {
+        self.state.send_if_modified(|s| {
+            let changed = !s.connected || s.unreachable_since.is_some() || s.last_error.is_some();
+            s.connected = true;
+            s.unreachable_since = None;
+            s.last_error = None;
+            changed
+        });
+    }
+
+    fn failed(&self, e: &TeamError) {
+        let now = self.clock.now_ms();
+        let away = match e {
+            TeamError::Unreachable(_) => true,
+            TeamError::Refused { status, .. } => *status >= 500,
+            _ => false,
+        };
+        self.state.send_modify(|s| {
+            s.connected = false;
+            if away {
+                s.unreachable_since.get_or_insert(now);
+            }
+            s.last_error = Some(e.to_string());
+        });
+    }
+
+    async fn outbox_len(&self) {
+        if let Ok(n) = self.store.read(outbox::len).await {
+            self.state.send_if_modified(|s| std::mem::replace(&mut s.pushing, n) != n);
+        }
+    }
+
+    /// Pushes one batch: `Ok(n)` with how many went (0: the outbox is empty).
+    async fn push_once(&self) -> Result<usize, TeamError> {
+        let batch = self.store.read(|c| outbox::next_batch(c, PUSH_BATCH)).await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let (ids, memories): (Vec<i64>, Vec<_>) = batch.into_iter().unzip();
+        let n = ids.len();
+        self.client.push(&Push { machine: self.machine.clone(), memories }).await?;
+        self.store.write(move |c| outbox::acknowledge(c, &ids)).await?;
+        self.state.send_modify(|s| s.pushed += n as u64);
+        Ok(n)
+    }
+
+    async fn push_loop(self) {
+        let mut backoff = self.every;
+        loop {
+            let outcome = self.push_once().await;
+            self.outbox_len().await;
+            let pause = match outcome {
+                Ok(n) => {
+                    if n > 0 {
+                        self.succeeded();
+                    }
+                    backoff = self.every;
+                    if n == PUSH_BATCH { Duration::ZERO } else { self.every }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "team push failed; retrying");
+                    self.failed(&e);
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            if !self.wait(pause).await {
+                return;
+            }
+        }
+    }
+
+    /// Pulls every shared project the member is in until nothing is behind; returns the projects.
+    async fn pull_round(&self) -> Result<(), TeamError> {
+        let me = self.client.whoami().await?;
+        let mut projects = Vec::new();
+        for project in me.projects {
+            let name = project.clone();
+            if self.store.read(move |c| outbox::is_shared(c, &name)).await? {
+                projects.push(project);
+            }
+        }
+        self.state.send_modify(|s| {
+            s.member = Some(me.member.clone());
+            s.projects = projects.clone();
+        });
+        let mut behind_total = 0;
+        for project in projects {
+            loop {
+                if self.stopping.is_cancelled() {
+                    return Ok(());
+                }
+                let name = project.clone();
+                let after = self.store.read(move |c| pull::cursor(c, &name)).await?;
+                let page = self.client.pull(&project, after, MAX_PULL, &self.machine).await?;
+                let (name, next, behind) = (project.clone(), page.next, page.behind);
+                let memories = page.memories;
+                let added = if memories.is_empty() && next == after {
+                    0
+                } else {
+                    self.store.write(move |c| pull::apply(c, &name, &memories, next)).await?
+                };
+                self.state.send_modify(|s| {
+                    s.pulled += added as u64;
+                    s.behind = behind_total + behind;
+                });
+                if behind == 0 || next == after {
+                    behind_total += behind;
+                    break;
+                }
+            }
+        }
+        self.state.send_if_modified(|s| std::mem::replace(&mut s.behind, behind_total) != behind_total);
+        Ok(())
+    }
+
+    async fn pull_loop(self) {
+        let mut backoff = self.every;
+        loop {
+            let pause = match self.pull_round().await {
+                Ok(()) => {
+                    self.succeeded();
+                    backoff = self.every;
+                    self.every
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "team pull failed; retrying");
+                    self.failed(&e);
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            if !self.wait(pause).await {
+                return;
+            }
+        }
+    }
+}
