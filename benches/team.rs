@@ -84,7 +84,8 @@ fn main() {
     let pg = Postgres::start();
     let team = TeamServer::start(&pg);
     let url = team.url();
-    let keys: Vec<String> = (0..MACHINES).map(|m| team.add_member(&format!("sim{m}"), &["ledger", "e2e"], &[])).collect();
+    let keys: Vec<String> =
+        (0..MACHINES).map(|m| team.add_member(&format!("sim{m}"), &["ledger", "e2e"], &[])).collect();
 
     // 1. Push throughput and CPU per memory: 10 machines, 10,000 memories each, batches of 500, all at once.
     let cpu_before = cpu_seconds(team.pid());

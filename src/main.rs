@@ -471,6 +471,13 @@ fn config() -> anyhow::Result<()> {
     if !shown.team.key.is_empty() {
         shown.team.key = "(set; not shown)".into();
     }
+    // A password in the database URL (postgres://user:password@host/db) is not shown either.
+    if let Some((scheme, rest)) = shown.team.database_url.split_once("://")
+        && let Some((credentials, host)) = rest.rsplit_once('@')
+        && let Some((user, _)) = credentials.split_once(':')
+    {
+        shown.team.database_url = format!("{scheme}://{user}:(not shown)@{host}");
+    }
     print!("{}", toml::to_string_pretty(&shown).context("cannot render the configuration")?);
     Ok(())
 }

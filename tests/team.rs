@@ -302,3 +302,26 @@ fn a_machine_whose_key_is_refused_keeps_capturing_and_says_why() {
     });
     assert_eq!(outbox(&a), own_memory(&a, "ledger"), "kept for when the key works");
 }
+
+#[test]
+fn a_project_the_member_is_not_in_stays_queued_and_holds_up_no_other() {
+    let pg = Postgres::start();
+    let team = TeamServer::start(&pg);
+    let alice_key = team.add_member("alice", &["ledger"], &[]);
+    let a = machine(&team, &alice_key, "atlas,ledger");
+    // atlas first, so its refused batch comes first in the outbox.
+    work(&a, "a-atlas", "atlas", "beluga", 2);
+    a.wait_idle(LIMIT);
+    work(&a, "a-ledger", "ledger", "walrus", 2);
+    a.wait_idle(LIMIT);
+    let (atlas, ledger) = (own_memory(&a, "atlas"), own_memory(&a, "ledger"));
+    wait_for(LIMIT, "ledger's memory on the server", || on_server(&pg, "project = 'ledger'") == ledger);
+    wait_for(LIMIT, "the refusal reported", || {
+        let (_, link) = a.get("/api/team");
+        link["lastError"].as_str().is_some_and(|e| e.contains("403") && e.contains("atlas"))
+    });
+    assert_eq!(outbox(&a), atlas, "atlas waits for a grant");
+    assert_eq!(on_server(&pg, "project = 'atlas'"), 0);
+    team.admin(&["grant", "alice", "atlas"]);
+    wait_for(LIMIT, "atlas pushed once granted", || outbox(&a) == 0 && on_server(&pg, "project = 'atlas'") == atlas);
+}

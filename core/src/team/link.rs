@@ -128,8 +128,10 @@ impl Link {
             TeamError::Refused { status, .. } => *status >= 500,
             _ => false,
         };
+        // A 403 is about one project: the server is there and the key works.
+        let refused_project = matches!(e, TeamError::Refused { status: 403, .. });
         self.state.send_modify(|s| {
-            s.connected = false;
+            s.connected &= refused_project;
             if away {
                 s.unreachable_since.get_or_insert(now);
             }
@@ -143,18 +145,30 @@ impl Link {
         }
     }
 
-    /// Pushes one batch: `Ok(n)` with how many went (0: the outbox is empty).
-    async fn push_once(&self) -> Result<usize, TeamError> {
-        let batch = self.store.read(|c| outbox::next_batch(c, PUSH_BATCH)).await?;
-        if batch.is_empty() {
-            return Ok(0);
+    /// Pushes a batch of each project in the outbox: `Ok(true)` when a batch was full (more waits). A project
+    /// the server refuses (403: the member is not in it, or may not push) stays queued and the others go on;
+    /// the refusal is returned once every project had its turn.
+    async fn push_once(&self) -> Result<bool, TeamError> {
+        let mut full = false;
+        let mut refused = None;
+        for project in self.store.read(outbox::projects).await? {
+            let batch = self.store.read(move |c| outbox::next_batch(c, &project, PUSH_BATCH)).await?;
+            let (ids, memories): (Vec<i64>, Vec<_>) = batch.into_iter().unzip();
+            let n = ids.len();
+            match self.client.push(&Push { machine: self.machine.clone(), memories }).await {
+                Ok(_) => {}
+                Err(e @ TeamError::Refused { status: 403, .. }) => {
+                    refused = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            self.store.write(move |c| outbox::acknowledge(c, &ids)).await?;
+            self.state.send_modify(|s| s.pushed += n as u64);
+            self.succeeded();
+            full |= n == PUSH_BATCH;
         }
-        let (ids, memories): (Vec<i64>, Vec<_>) = batch.into_iter().unzip();
-        let n = ids.len();
-        self.client.push(&Push { machine: self.machine.clone(), memories }).await?;
-        self.store.write(move |c| outbox::acknowledge(c, &ids)).await?;
-        self.state.send_modify(|s| s.pushed += n as u64);
-        Ok(n)
+        refused.map_or(Ok(full), Err)
     }
 
     async fn push_loop(self) {
@@ -163,12 +177,15 @@ impl Link {
             let outcome = self.push_once().await;
             self.outbox_len().await;
             let pause = match outcome {
-                Ok(n) => {
-                    if n > 0 {
-                        self.succeeded();
-                    }
+                Ok(full) => {
                     backoff = self.every;
-                    if n == PUSH_BATCH { Duration::ZERO } else { self.every }
+                    if full { Duration::ZERO } else { self.every }
+                }
+                Err(e @ TeamError::Refused { status: 403, .. }) => {
+                    // The other projects went; the refused one is tried again at the usual pace.
+                    self.failed(&e);
+                    backoff = self.every;
+                    self.every
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "team push failed; retrying");

@@ -44,24 +44,39 @@ pub fn len(conn: &Connection) -> Result<i64> {
     Ok(conn.prepare_cached("SELECT count(*) FROM team_outbox")?.query_row([], |r| r.get(0))?)
 }
 
-/// The oldest `limit` queued memories with their outbox ids, as the team server takes them.
-pub fn next_batch(conn: &Connection, limit: usize) -> Result<Vec<(i64, SharedMemory)>> {
+/// The projects with memory in the outbox, the one queued longest ago first.
+pub fn projects(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.project FROM team_outbox q
+              LEFT JOIN observations o ON q.kind = 'observation' AND o.id = q.local_id
+              LEFT JOIN summaries m ON q.kind = 'summary' AND m.id = q.local_id
+              JOIN sessions s ON s.id = coalesce(o.session_id, m.session_id)
+         GROUP BY s.project ORDER BY min(q.id)",
+    )?;
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The oldest `limit` queued memories of `project` with their outbox ids, as the team server takes them.
+/// One project per batch, so a project the server refuses holds up no other.
+pub fn next_batch(conn: &Connection, project: &str, limit: usize) -> Result<Vec<(i64, SharedMemory)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT q.id, q.kind, q.local_id, s.project, s.agent_session_id,
                 coalesce(o.prompt_number, m.prompt_number), coalesce(o.created_at, m.created_at),
                 o.tool_name, o.type, o.title, o.subtitle, o.facts, o.files_read, o.files_modified,
-                m.request, m.investigated, m.completed, m.next_steps, m.files_read, m.files_edited
+                m.request, m.investigated, m.completed, m.next_steps, m.files_read, m.files_edited,
+                o.narrative, o.concepts, m.learned, m.notes
          FROM team_outbox q
               LEFT JOIN observations o ON q.kind = 'observation' AND o.id = q.local_id
               LEFT JOIN summaries m ON q.kind = 'summary' AND m.id = q.local_id
               JOIN sessions s ON s.id = coalesce(o.session_id, m.session_id)
+         WHERE s.project = ?2
          ORDER BY q.id LIMIT ?1",
     )?;
     let list = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<serde_json::Value> {
         let text: Option<String> = r.get(i)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!([])))
     };
-    let rows = stmt.query_map(params![limit as i64], |r| {
+    let rows = stmt.query_map(params![limit as i64, project], |r| {
         let kind: String = r.get(1)?;
         let kind = MemoryKind::parse(&kind).unwrap_or(MemoryKind::Observation);
         let body = match kind {
@@ -73,6 +88,8 @@ pub fn next_batch(conn: &Connection, limit: usize) -> Result<Vec<(i64, SharedMem
                 "facts": list(r, 11)?,
                 "files_read": list(r, 12)?,
                 "files_modified": list(r, 13)?,
+                "narrative": r.get::<_, String>(20)?,
+                "concepts": list(r, 21)?,
             }),
             MemoryKind::Summary => json!({
                 "request": r.get::<_, String>(14)?,
@@ -81,6 +98,8 @@ pub fn next_batch(conn: &Connection, limit: usize) -> Result<Vec<(i64, SharedMem
                 "next_steps": r.get::<_, String>(17)?,
                 "files_read": list(r, 18)?,
                 "files_edited": list(r, 19)?,
+                "learned": r.get::<_, String>(22)?,
+                "notes": r.get::<_, String>(23)?,
             }),
         };
         Ok((
@@ -147,7 +166,8 @@ mod tests {
             [shared],
         )
         .unwrap();
-        let batch = next_batch(&conn, 10).unwrap();
+        assert_eq!(projects(&conn).unwrap(), ["ledger-api"]);
+        let batch = next_batch(&conn, "ledger-api", 10).unwrap();
         let got: Vec<(MemoryKind, String)> = batch.iter().map(|(_, m)| (m.kind, m.project.clone())).collect();
         assert_eq!(got, [(MemoryKind::Observation, "ledger-api".into()), (MemoryKind::Summary, "ledger-api".into())]);
         assert_eq!(batch[0].1.origin_id, queued);

@@ -49,13 +49,13 @@ pub fn apply(conn: &Connection, project: &str, page: &[PulledMemory], next: i64)
     )?;
     let mut observation = conn.prepare_cached(
         "INSERT OR IGNORE INTO observations (session_id, prompt_number, tool_name, type, title, subtitle, facts,
-             files_read, files_modified, created_at, origin_machine, origin_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             files_read, files_modified, created_at, origin_machine, origin_id, narrative, concepts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut summary = conn.prepare_cached(
         "INSERT OR IGNORE INTO summaries (session_id, prompt_number, request, investigated, completed, next_steps,
-             files_read, files_edited, created_at, origin_machine, origin_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             files_read, files_edited, created_at, origin_machine, origin_id, learned, notes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut added = 0;
     for p in page {
@@ -78,7 +78,9 @@ pub fn apply(conn: &Connection, project: &str, page: &[PulledMemory], next: i64)
                 list(b, "files_modified"),
                 m.created_at,
                 p.machine,
-                m.origin_id
+                m.origin_id,
+                text(b, "narrative"),
+                list(b, "concepts")
             ])?,
             MemoryKind::Summary => summary.execute(params![
                 session_id,
@@ -91,7 +93,9 @@ pub fn apply(conn: &Connection, project: &str, page: &[PulledMemory], next: i64)
                 list(b, "files_edited"),
                 m.created_at,
                 p.machine,
-                m.origin_id
+                m.origin_id,
+                text(b, "learned"),
+                text(b, "notes")
             ])?,
         };
     }
@@ -134,7 +138,11 @@ mod tests {
         crate::store::migrate_for_tests(&mut conn);
         crate::team::outbox::set_share(&conn, &["*".into()]).unwrap();
         let page = vec![
-            memory(1, MemoryKind::Observation, json!({"type": "change", "title": "walrus parser", "facts": ["a"]})),
+            memory(
+                1,
+                MemoryKind::Observation,
+                json!({"type": "change", "title": "walrus parser", "narrative": "sped up"}),
+            ),
             memory(2, MemoryKind::Summary, json!({"request": "speed up", "completed": "done"})),
         ];
         assert_eq!(apply(&conn, "ledger", &page, 2).unwrap(), 2);
@@ -153,5 +161,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hits.len(), 1);
+        let narrative: String = conn.query_row("SELECT narrative FROM observations", [], |r| r.get(0)).unwrap();
+        assert_eq!(narrative, "sped up");
     }
 }
