@@ -117,6 +117,11 @@ fn shared_memory_reaches_a_teammate_labelled_and_unshared_memory_never_leaves() 
     assert_eq!((link["enabled"].clone(), link["connected"].clone()), (json!(true), json!(true)), "{link}");
     assert_eq!((link["member"].as_str(), link["behind"].as_i64()), (Some("bob"), Some(0)), "{link}");
     assert_eq!(on_server(&pg, "true"), shared, "nothing from B");
+    // The processing status carries the link too (what /stream and the tray follow).
+    wait_for(LIMIT, "the status to carry the link", || {
+        let (_, stats) = b.get("/api/stats");
+        stats["team"]["connected"] == true && stats["team"]["member"] == "bob"
+    });
 }
 
 #[test]
@@ -145,7 +150,10 @@ fn a_team_server_killed_mid_push_and_postgres_restarted_lose_and_duplicate_nothi
         wait_for(LIMIT, "the outbox to fill while the server is away", || outbox(&a) > 0);
         wait_for(LIMIT, "the link to say the server is unreachable", || {
             let (_, link) = a.get("/api/team");
-            link["connected"] == false && link["unreachableSince"].is_i64()
+            let (_, stats) = a.get("/api/stats");
+            link["connected"] == false
+                && link["unreachableSince"].is_i64()
+                && stats["team"]["unreachableSince"].is_i64()
         });
         pg.restart();
         team.spawn();

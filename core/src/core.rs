@@ -190,6 +190,18 @@ impl Core {
         let scribe =
             Scribe::new(provider, &settings, config.data_dir.clone(), spent_today, events.clone(), trigger.clone());
         let provider_status = scribe.status();
+        // The team link (its tables kept in step with the config even when it is off, so an opted-out
+        // project stops queueing). A store that fails here fails later writes too; the link then stays off.
+        let team =
+            match link::start(&store, &config.team, settings.clock, &tracker, trigger.clone(), stopping.child_token())
+                .await
+            {
+                Ok(team) => team,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start the team link");
+                    tokio::sync::watch::channel(link::LinkState::default()).1
+                }
+            };
         let queue = Queue::start(store.clone(), scribe, settings.clone(), events.clone(), trigger.clone());
         tracker.spawn(publisher.run(
             store.clone(),
@@ -199,21 +211,13 @@ impl Core {
                 consumers: queue.live_consumers_watch(),
                 paused: queue.paused_watch(),
                 provider: provider_status,
+                team: team.clone(),
             },
             stopping.child_token(),
         ));
         tracker.spawn(prune(store.clone(), settings.clone(), stopping.child_token()));
         let intake =
             Intake::new(store.clone(), queue.waker(), events.clone(), trigger, settings.clone(), stopping.clone());
-        // The team link (its tables kept in step with the config even when it is off, so an opted-out
-        // project stops queueing). A store that fails here fails later writes too; the link then stays off.
-        let team = match link::start(&store, &config.team, settings.clock, &tracker, stopping.child_token()).await {
-            Ok(team) => team,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start the team link");
-                tokio::sync::watch::channel(link::LinkState::default()).1
-            }
-        };
         let queries = Queries::new(store.clone(), settings, status.clone(), team);
         for session_id in pending_sessions {
             queue.waker().wake(session_id);

@@ -17,6 +17,7 @@ use super::client::TeamClient;
 use super::{MAX_PULL, Push, TeamError, outbox, pull};
 use crate::clock::Clock;
 use crate::config::TeamConfig;
+use crate::status::StatusTrigger;
 use crate::store::{Store, StoreError};
 
 /// Memories per push.
@@ -59,6 +60,7 @@ pub(crate) async fn start(
     team: &TeamConfig,
     clock: Clock,
     tracker: &TaskTracker,
+    trigger: StatusTrigger,
     stopping: CancellationToken,
 ) -> Result<watch::Receiver<LinkState>, StoreError> {
     let share = if team.linked() { team.share.clone() } else { Vec::new() };
@@ -80,6 +82,7 @@ pub(crate) async fn start(
         every: team.sync_every(),
         clock,
         state: Arc::new(state),
+        trigger,
         stopping,
     };
     tracker.spawn(link.clone().push_loop());
@@ -96,13 +99,23 @@ struct Link {
     machine: String,
     every: Duration,
     clock: Clock,
-    /// The published state; both tasks modify it, the core's queries hold the receivers.
+    /// The published state; both tasks modify it (through `publish`), the core's queries and the status
+    /// publisher hold the receivers.
     state: Arc<watch::Sender<LinkState>>,
+    /// Marks the processing status stale, so the status (and the tray, and `/stream`) carries the change.
+    trigger: StatusTrigger,
     /// The core's token: cancelled at stop, which ends both loops.
     stopping: CancellationToken,
 }
 
 impl Link {
+    /// Changes the state with `modify` (which says whether it changed anything) and tells the status.
+    fn publish(&self, modify: impl FnOnce(&mut LinkState) -> bool) {
+        if self.state.send_if_modified(modify) {
+            self.trigger.changed();
+        }
+    }
+
     /// Waits `d`, or returns false when the core is stopping.
     async fn wait(&self, d: Duration) -> bool {
         tokio::select! {
@@ -112,7 +125,7 @@ impl Link {
     }
 
     fn succeeded(&self) {
-        self.state.send_if_modified(|s| {
+        self.publish(|s| {
             let changed = !s.connected || s.unreachable_since.is_some() || s.last_error.is_some();
             s.connected = true;
             s.unreachable_since = None;
@@ -130,18 +143,19 @@ impl Link {
         };
         // A 403 is about one project: the server is there and the key works.
         let refused_project = matches!(e, TeamError::Refused { status: 403, .. });
-        self.state.send_modify(|s| {
+        self.publish(|s| {
             s.connected &= refused_project;
             if away {
                 s.unreachable_since.get_or_insert(now);
             }
             s.last_error = Some(e.to_string());
+            true
         });
     }
 
     async fn outbox_len(&self) {
         if let Ok(n) = self.store.read(outbox::len).await {
-            self.state.send_if_modified(|s| std::mem::replace(&mut s.pushing, n) != n);
+            self.publish(|s| std::mem::replace(&mut s.pushing, n) != n);
         }
     }
 
@@ -164,7 +178,10 @@ impl Link {
                 Err(e) => return Err(e),
             }
             self.store.write(move |c| outbox::acknowledge(c, &ids)).await?;
-            self.state.send_modify(|s| s.pushed += n as u64);
+            self.publish(|s| {
+                s.pushed += n as u64;
+                true
+            });
             self.succeeded();
             full |= n == PUSH_BATCH;
         }
@@ -211,9 +228,11 @@ impl Link {
                 projects.push(project);
             }
         }
-        self.state.send_modify(|s| {
+        self.publish(|s| {
+            let changed = s.member.as_deref() != Some(me.member.as_str()) || s.projects != projects;
             s.member = Some(me.member.clone());
             s.projects = projects.clone();
+            changed
         });
         let mut behind_total = 0;
         for project in projects {
@@ -231,9 +250,11 @@ impl Link {
                 } else {
                     self.store.write(move |c| pull::apply(c, &name, &memories, next)).await?
                 };
-                self.state.send_modify(|s| {
+                self.publish(|s| {
+                    let before = (s.pulled, s.behind);
                     s.pulled += added as u64;
                     s.behind = behind_total + behind;
+                    (s.pulled, s.behind) != before
                 });
                 if behind == 0 || next == after {
                     behind_total += behind;
@@ -241,7 +262,7 @@ impl Link {
                 }
             }
         }
-        self.state.send_if_modified(|s| std::mem::replace(&mut s.behind, behind_total) != behind_total);
+        self.publish(|s| std::mem::replace(&mut s.behind, behind_total) != behind_total);
         Ok(())
     }
 
