@@ -63,13 +63,18 @@ pub(crate) async fn start(
     trigger: StatusTrigger,
     stopping: CancellationToken,
 ) -> Result<watch::Receiver<LinkState>, StoreError> {
-    let share = if team.linked() { team.share.clone() } else { Vec::new() };
-    let machine = store
+    // The patterns as configured even while unlinked: the outbox keeps what a later link will push, and
+    // drops what a project taken out of `share` had queued.
+    let share = team.share.clone();
+    let (machine, dropped) = store
         .write(move |c| {
-            outbox::set_share(c, &share)?;
-            outbox::machine_id(c)
+            let dropped = outbox::set_share(c, &share)?;
+            Ok((outbox::machine_id(c)?, dropped))
         })
         .await?;
+    if dropped > 0 {
+        tracing::info!(dropped, "dropped queued team memory of projects no longer shared");
+    }
     let (state, receiver) =
         watch::channel(LinkState { enabled: team.linked(), url: team.url.clone(), ..Default::default() });
     if !team.linked() {

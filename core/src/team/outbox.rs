@@ -11,14 +11,23 @@ use serde_json::json;
 use super::{MemoryKind, SharedMemory};
 use crate::store::Result;
 
-/// Replaces the shared-project patterns with `patterns` (none: nothing is queued from now on).
-pub fn set_share(conn: &Connection, patterns: &[String]) -> Result<()> {
+/// Replaces the shared-project patterns with `patterns`, and drops what the outbox holds of projects no
+/// longer shared: opting a project out means none of it leaves from then on. Returns how many were dropped.
+pub fn set_share(conn: &Connection, patterns: &[String]) -> Result<usize> {
     conn.execute("DELETE FROM team_share", [])?;
     let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO team_share (pattern) VALUES (?1)")?;
     for pattern in patterns {
         insert.execute([pattern])?;
     }
-    Ok(())
+    Ok(conn.execute(
+        "DELETE FROM team_outbox WHERE id IN (
+             SELECT q.id FROM team_outbox q
+                  LEFT JOIN observations o ON q.kind = 'observation' AND o.id = q.local_id
+                  LEFT JOIN summaries m ON q.kind = 'summary' AND m.id = q.local_id
+                  JOIN sessions s ON s.id = coalesce(o.session_id, m.session_id)
+             WHERE NOT EXISTS (SELECT 1 FROM team_share t WHERE s.project GLOB t.pattern))",
+        [],
+    )?)
 }
 
 /// Whether `project` matches a shared-project pattern (the same GLOB test the outbox triggers make).
@@ -181,11 +190,16 @@ mod tests {
         assert_eq!(len(&conn).unwrap(), 2);
         acknowledge(&conn, &[batch[0].0]).unwrap();
         assert_eq!(len(&conn).unwrap(), 1);
+        // Still shared: what is queued stays queued.
+        assert_eq!(set_share(&conn, &["ledger-*".to_string(), "atlas".to_string()]).unwrap(), 0);
+        assert_eq!(len(&conn).unwrap(), 1);
         // Deleting the session before the push drops what it queued.
         sessions::delete(&conn, shared).unwrap();
         assert_eq!(len(&conn).unwrap(), 0);
-        // No patterns: nothing is queued.
-        set_share(&conn, &[]).unwrap();
+        // No patterns: nothing is queued, and what was queued is dropped.
+        observe(&conn, sessions::ensure(&conn, "s5", "ledger-api", 1).unwrap().0.id, "queued, then opted out");
+        assert_eq!(len(&conn).unwrap(), 1);
+        assert_eq!(set_share(&conn, &[]).unwrap(), 1);
         let again = sessions::ensure(&conn, "s4", "ledger-api", 1).unwrap().0.id;
         observe(&conn, again, "after opting out");
         assert_eq!(len(&conn).unwrap(), 0);
