@@ -139,13 +139,32 @@ fn main() {
             // The commit on A: its observation row appears.
             let mut id = 0;
             wait_for(Duration::from_secs(30), "A's commit", || {
-                id = a.count(&format!("SELECT coalesce(max(id), 0) FROM observations WHERE id > {before}"));
+                id = a.count(&format!(
+                    "SELECT coalesce(max(o.id), 0) FROM observations o JOIN sessions s ON s.id = o.session_id
+                     WHERE o.id > {before} AND s.author IS NULL"
+                ));
                 id > 0
             });
             let committed = Instant::now();
-            wait_for(Duration::from_secs(60), "B to have A's memory", || {
-                b.count(&format!("SELECT count(*) FROM observations WHERE origin_id = {id} AND origin_machine IS NOT NULL AND session_id IN (SELECT id FROM sessions WHERE author = 'alice')")) == 1
-            });
+            let arrived = || {
+                b.count(&format!(
+                    "SELECT count(*) FROM observations o JOIN sessions s ON s.id = o.session_id
+                     WHERE o.origin_id = {id} AND s.author = 'alice'"
+                )) == 1
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !arrived() {
+                if Instant::now() > deadline {
+                    panic!(
+                        "B never got A's observation {id}: A's outbox {}, on the server {}, A's link {}, B's link {}",
+                        a.count("SELECT count(*) FROM team_outbox"),
+                        pg.count("SELECT count(*) FROM memories WHERE author = 'alice'"),
+                        a.get("/api/team").1,
+                        b.get("/api/team").1
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
             delays.push(committed.elapsed().as_secs_f64() * 1000.0);
         }
         stop.store(true, Ordering::Relaxed);
