@@ -16,7 +16,8 @@
 //!     `local`, the model-backed ones in `memory::llm` over one prompt and one reply parser, `faults`), asked
 //!     through `memory::scribe` (the provider's health, circuit breaker, token budget, `local` fallback).
 //!   - [`queries`]: read-only views for the API and the inspector, search included.
-//!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
+//!   - [`status`]: the processing status (the team link's state included) as a `watch` of the latest value;
+//!     [`events`]: what happened.
 //!   - [`privacy`]: `<private>` removal and, through [`redact`], secret redaction before anything is stored;
 //!     [`project`]: a project name from a folder.
 //! - Surfaces
