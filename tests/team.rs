@@ -15,16 +15,30 @@ use support::{TestServer, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A local memtray linked to `team` with `key`, sharing `share`.
-fn machine(team: &TeamServer, key: &str, share: &str) -> TestServer {
-    let home = tempfile::tempdir().unwrap().keep();
-    TestServer::start(&[
-        ("HOME", home.to_str().unwrap()),
+/// A local memtray with its own home folder, removed with it.
+struct Machine {
+    server: TestServer,
+    _home: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Machine {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+fn machine(team: &TeamServer, key: &str, share: &str) -> Machine {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&[
+        ("HOME", home.path().to_str().unwrap()),
         ("MEMTRAY_TEAM_URL", &team.url()),
         ("MEMTRAY_TEAM_KEY", key),
         ("MEMTRAY_TEAM_SHARE", share),
         ("MEMTRAY_TEAM_SYNC_MS", "50"),
         ("MEMTRAY_LINGER_MS", "200"),
-    ])
+    ]);
+    Machine { server, _home: home }
 }
 
 /// A session in `project` with `tools` Bash tool uses mentioning `word`, then its summary.
@@ -332,4 +346,35 @@ fn a_project_the_member_is_not_in_stays_queued_and_holds_up_no_other() {
     assert_eq!(on_server(&pg, "project = 'atlas'"), 0);
     team.admin(&["grant", "alice", "atlas"]);
     wait_for(LIMIT, "atlas pushed once granted", || outbox(&a) == 0 && on_server(&pg, "project = 'atlas'") == atlas);
+}
+
+#[test]
+fn a_team_server_that_never_answers_does_not_hold_up_capture_or_shutdown() {
+    // Accepts connections and never answers: a request to it hangs until its timeout (a minute).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (accepted, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut a = TestServer::start(&[
+        ("HOME", home.path().to_str().unwrap()),
+        ("MEMTRAY_TEAM_URL", &url),
+        ("MEMTRAY_TEAM_KEY", "mtk_any"),
+        ("MEMTRAY_TEAM_SHARE", "ledger"),
+        ("MEMTRAY_TEAM_SYNC_MS", "50"),
+    ]);
+    seen.recv_timeout(LIMIT).expect("the link to call the team server");
+    work(&a, "a1", "ledger", "octopus", 2);
+    a.wait_idle(LIMIT);
+    assert!(outbox(&a) >= 3, "capture goes on and queues");
+    let start = std::time::Instant::now();
+    let status = a.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(8), "stopping took {:?}", start.elapsed());
 }

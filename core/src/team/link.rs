@@ -196,7 +196,12 @@ impl Link {
     async fn push_loop(self) {
         let mut backoff = self.every;
         loop {
-            let outcome = self.push_once().await;
+            // Stopping does not wait for a slow team server: a push cut short is sent again next time (the
+            // server keeps one row per origin), and a store write already sent commits whole or not at all.
+            let outcome = tokio::select! {
+                _ = self.stopping.cancelled() => return,
+                outcome = self.push_once() => outcome,
+            };
             self.outbox_len().await;
             let pause = match outcome {
                 Ok(full) => {
@@ -274,7 +279,11 @@ impl Link {
     async fn pull_loop(self) {
         let mut backoff = self.every;
         loop {
-            let pause = match self.pull_round().await {
+            let round = tokio::select! {
+                _ = self.stopping.cancelled() => return,
+                round = self.pull_round() => round,
+            };
+            let pause = match round {
                 Ok(()) => {
                     self.succeeded();
                     backoff = self.every;
