@@ -64,16 +64,30 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz
 }
 
-fn machine(team: &TeamServer, key: &str, share: &str) -> TestServer {
-    let home = tempfile::tempdir().unwrap().keep();
-    TestServer::start(&[
-        ("HOME", home.to_str().unwrap()),
+/// A local memtray with its own home folder, removed with it.
+struct Machine {
+    server: TestServer,
+    _home: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Machine {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+fn machine(team: &TeamServer, key: &str, share: &str) -> Machine {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&[
+        ("HOME", home.path().to_str().unwrap()),
         ("MEMTRAY_TEAM_URL", &team.url()),
         ("MEMTRAY_TEAM_KEY", key),
         ("MEMTRAY_TEAM_SHARE", share),
         ("MEMTRAY_TEAM_SYNC_MS", SYNC_MS),
         ("MEMTRAY_DURABILITY", "normal"),
-    ])
+    ]);
+    Machine { server, _home: home }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -128,6 +142,14 @@ fn main() {
                 }
             });
         }
+        // Stops the pushers however this closure ends (a panic included), so the scope can end.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
         let init = json!({"claudeSessionId": "a-e2e", "project": "e2e", "prompt": "measure the delay"});
         assert_eq!(a.post("/api/sessions/init", &init).0, 200);
         let mut delays = Vec::new();
@@ -167,7 +189,6 @@ fn main() {
             }
             delays.push(committed.elapsed().as_secs_f64() * 1000.0);
         }
-        stop.store(true, Ordering::Relaxed);
         delays
     });
     delays.sort_by(f64::total_cmp);
