@@ -5,11 +5,12 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Debian/Ubuntu packages: the build (rusqlite bundles SQLite; Tauri needs WebKitGTK and the app indicator),
 # the desktop tests (Xvfb, a session bus, dbus-next for the fake tray host and notification daemon, X tools
-# for window checks and screenshots) and the inspector's browser tests (Chromium and its WebDriver).
+# for window checks and screenshots), the inspector's browser tests (Chromium and its WebDriver) and the team
+# memory tests and bench (PostgreSQL: they start throwaway clusters of their own, never the system one).
 APT_PACKAGES := build-essential pkg-config libssl-dev \
 	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev \
 	xvfb xauth dbus dbus-x11 at-spi2-core x11-utils imagemagick python3 python3-dbus-next python3-xlib \
-	chromium chromium-driver
+	chromium chromium-driver postgresql
 # The desktop tests run the built binaries on a virtual display with a private session bus.
 DESKTOP_TESTS := MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/debug/memtray-desktop MEMTRAY_BIN=$(TARGET_DIR)/debug/memtray \
 	xvfb-run -a dbus-run-session -- /usr/bin/python3 -m unittest discover -s tests/desktop -t tests/desktop
@@ -56,7 +57,8 @@ run: deps
 
 # The whole suite: unit tests, the HTTP API and the Claude Code integration against the real binary (and the
 # real Claude Code CLI),
-# the core's queue semantics on a paused clock, the SIGKILL crash test, search and the MCP server, the inspector in a real browser, then the desktop app
+# the core's queue semantics on a paused clock, the SIGKILL crash test, search and the MCP server, team memory against
+# throwaway PostgreSQL clusters, the inspector in a real browser, then the desktop app
 # on a virtual display.
 test: test-deps
 	$(CARGO) test --workspace --lib --bins --tests
@@ -72,6 +74,7 @@ bench: test-deps
 	$(CARGO) bench --bench search
 	$(CARGO) bench --bench guards
 	$(CARGO) bench --bench providers
+	$(CARGO) bench --bench team
 	$(CARGO) build --release -p memtray-desktop
 	MEMTRAY_DESKTOP_BIN=$(TARGET_DIR)/release/memtray-desktop \
 		xvfb-run -a dbus-run-session -- /usr/bin/python3 tests/desktop/bench_desktop.py

@@ -17,6 +17,8 @@ use memtray_core::secret::Secret;
 use memtray_core::server::Server;
 use memtray_core::store::ReadOnly;
 use memtray_core::store::search::{self, Kind, SearchQuery};
+use memtray_core::team::members;
+use memtray_core::team::server::TeamServer;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -29,7 +31,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the headless server (intake API, processing, inspector API) until SIGINT or SIGTERM.
-    Serve,
+    Serve {
+        /// Run the team server instead: shared memory in PostgreSQL (`[team] database_url`), served on
+        /// `[team] listen`.
+        #[arg(long)]
+        team: bool,
+    },
+    /// Administer the team server's members (run where `[team] database_url` reaches its database).
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
     /// Show a one-screen summary from the running server.
     Status {
         /// Print the raw JSON instead.
@@ -110,6 +122,49 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TeamCommand {
+    /// Add a member and print their key (shown this once; only its hash is stored).
+    AddMember {
+        /// The member's name: the author of what they share.
+        name: String,
+        /// A project the member is in (repeat for more).
+        #[arg(long = "project", value_name = "PROJECT")]
+        projects: Vec<String>,
+        /// May pull and search, not push.
+        #[arg(long, conflicts_with = "write_only")]
+        read_only: bool,
+        /// May push, not pull or search (a build machine, say).
+        #[arg(long)]
+        write_only: bool,
+    },
+    /// Revoke a member's key: every request with it is refused from now on.
+    Revoke {
+        /// The member.
+        name: String,
+    },
+    /// Put a member in a project.
+    Grant {
+        /// The member.
+        name: String,
+        /// The project.
+        project: String,
+    },
+    /// Take a member out of a project.
+    Ungrant {
+        /// The member.
+        name: String,
+        /// The project.
+        project: String,
+    },
+    /// List the members with their scopes and projects.
+    List {
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Mode {
     Http,
@@ -121,7 +176,9 @@ fn main() -> ExitCode {
     config::private_files();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve => serve(),
+        Command::Serve { team: false } => serve(),
+        Command::Serve { team: true } => serve_team(),
+        Command::Team { command } => team(command),
         Command::Status { json } => status(json),
         Command::Config => config(),
         Command::Open { print } => open(print),
@@ -146,12 +203,77 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve() -> anyhow::Result<()> {
+fn log_to_stderr() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMTRAY_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// The team server until SIGINT or SIGTERM: no local store, only PostgreSQL.
+fn serve_team() -> anyhow::Result<()> {
+    log_to_stderr();
+    let (config, _) = Config::load()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let stop = shutdown_signal()?;
+        let server = TeamServer::bind(&config.team).await?;
+        let addr = server.local_addr()?;
+        println!("memtray: team server ready on http://{addr}");
+        server.run(stop).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+fn team(command: TeamCommand) -> anyhow::Result<()> {
+    let (config, _) = Config::load()?;
+    client_runtime()?.block_on(async {
+        let pool = memtray_core::team::server::connect(&config.team).await?;
+        match command {
+            TeamCommand::AddMember { name, projects, read_only, write_only } => {
+                let key = members::add(&pool, &name, !write_only, !read_only, &projects).await?;
+                eprintln!("memtray: added {name}; their key (shown only now) is:");
+                println!("{key}");
+                eprintln!("memtray: on their machine, put it in [team] key, with url and the projects to share");
+            }
+            TeamCommand::Revoke { name } => {
+                members::revoke(&pool, &name).await?;
+                println!("memtray: revoked {name}'s key");
+            }
+            TeamCommand::Grant { name, project } => {
+                members::set_project(&pool, &name, &project, true).await?;
+                println!("memtray: {name} is in {project}");
+            }
+            TeamCommand::Ungrant { name, project } => {
+                members::set_project(&pool, &name, &project, false).await?;
+                println!("memtray: {name} is no longer in {project}");
+            }
+            TeamCommand::List { json } => {
+                let list = members::list(&pool).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&list)?);
+                }
+                for m in list.iter().filter(|_| !json) {
+                    let scopes = match (m.read, m.write) {
+                        (true, true) => "read, write",
+                        (true, false) => "read",
+                        (false, true) => "write",
+                        (false, false) => "none",
+                    };
+                    let state = if m.revoked { " (revoked)" } else { "" };
+                    println!("{}{state}: {scopes}; projects: {}", m.name, m.projects.join(", "));
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn serve() -> anyhow::Result<()> {
+    log_to_stderr();
     // Many held connections must not starve the database of file descriptors: the soft limit goes to the hard.
     match memtray_core::server::raise_open_files_limit() {
         Ok((before, after)) if before != after => tracing::debug!(?before, ?after, "raised the open-files limit"),
@@ -213,16 +335,17 @@ async fn own_server(config: &Config, paths: &Paths) -> anyhow::Result<Client> {
 
 fn status(json: bool) -> anyhow::Result<()> {
     let (config, paths) = Config::load()?;
-    let (stats, sessions, queue) = client_runtime()?.block_on(async {
+    let (stats, sessions, queue, team) = client_runtime()?.block_on(async {
         let client = own_server(&config, &paths).await?;
         anyhow::Ok((
             client.get("/api/stats").await?,
             client.get("/api/sessions?status=active&limit=10").await?,
             client.get("/api/queue?limit=10").await?,
+            client.get("/api/team").await?,
         ))
     })?;
     if json {
-        println!("{}", serde_json::json!({ "stats": stats, "sessions": sessions, "queue": queue }));
+        println!("{}", serde_json::json!({ "stats": stats, "sessions": sessions, "queue": queue, "team": team }));
         return Ok(());
     }
     let n = |v: &Value, k: &str| v[k].as_i64().unwrap_or(0);
@@ -253,6 +376,19 @@ fn status(json: bool) -> anyhow::Result<()> {
     };
     println!("provider: {} ({tokens}{health})", provider["name"].as_str().unwrap_or("?"));
     println!("active sessions: {}", n(&stats, "activeSessions"));
+    if team["enabled"] == true {
+        let link = match team["unreachableSince"].as_i64() {
+            Some(since) => format!("unreachable since {}", dates::format_utc(since)),
+            None if team["connected"] == true => "connected".to_string(),
+            None => format!("not connected ({})", team["lastError"].as_str().unwrap_or("not yet tried")),
+        };
+        println!(
+            "team {}: {link}; pushing {}, behind by {}",
+            team["url"].as_str().unwrap_or(""),
+            n(&team, "pushing"),
+            n(&team, "behind")
+        );
+    }
     for s in sessions["sessions"].as_array().into_iter().flatten() {
         let q = &s["queue"];
         println!(
@@ -331,6 +467,16 @@ fn config() -> anyhow::Result<()> {
         if !key.is_empty() {
             *key = "(set; not shown)".into();
         }
+    }
+    if !shown.team.key.is_empty() {
+        shown.team.key = "(set; not shown)".into();
+    }
+    // A password in the database URL (postgres://user:password@host/db) is not shown either.
+    if let Some((scheme, rest)) = shown.team.database_url.split_once("://")
+        && let Some((credentials, host)) = rest.rsplit_once('@')
+        && let Some((user, _)) = credentials.split_once(':')
+    {
+        shown.team.database_url = format!("{scheme}://{user}:(not shown)@{host}");
     }
     print!("{}", toml::to_string_pretty(&shown).context("cannot render the configuration")?);
     Ok(())

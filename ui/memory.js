@@ -89,7 +89,7 @@ function hitItem(hit) {
       badge(KINDS[hit.kind] ?? hit.kind, `kind-${hit.kind}`),
       hit.type ? badge(hit.type, `type-${hit.type}`) : null,
       el('a', { class: 'hit-title', href: hitHref(hit), dataset: { key: `hit-${hit.kind}-${hit.id}` }, text: hit.title || '(untitled)' }),
-      el('span', { class: 'muted hit-meta' }, projectLink(hit.project), ' · ', timeEl(hit.created_at)),
+      el('span', { class: 'muted hit-meta' }, projectLink(hit.project), hit.author ? el('span', { class: 'author', text: ` · by ${hit.author}` }) : null, ' · ', timeEl(hit.created_at)),
     ),
     hit.snippet ? el('p', { class: 'hit-snippet' }, snippetNodes(hit.snippet)) : null,
   );
@@ -103,6 +103,7 @@ function readParams(params) {
     type: params.get('type') ?? '',
     kind,
     since: params.get('since') ?? '',
+    author: params.get('author') ?? '',
     fts5: params.get('syntax') === 'fts5',
   };
 }
@@ -114,6 +115,7 @@ function hashFor(state) {
   if (state.type) params.set('type', state.type);
   if (state.kind) params.set('kind', state.kind);
   if (state.since) params.set('since', state.since);
+  if (state.author) params.set('author', state.author);
   if (state.fts5) params.set('syntax', 'fts5');
   const qs = params.toString();
   return qs ? `#/memory?${qs}` : '#/memory';
@@ -148,6 +150,7 @@ export class MemoryView {
   #type;
   #kind;
   #since;
+  #author;
   #fts5;
   #clear;
   #error;
@@ -190,8 +193,10 @@ export class MemoryView {
     );
     // A date picker where the engine has one; elsewhere a text box that takes YYYY-MM-DD.
     this.#since = el('input', { type: 'date', id: 'memory-since', placeholder: 'YYYY-MM-DD', on: { change: () => this.#go({ since: this.#since.value }) } });
+    // Team memory: a teammate's name, or `me` for this machine's own.
+    this.#author = el('input', { type: 'text', id: 'memory-author', size: 10, placeholder: 'anyone', title: 'A teammate\'s name, or me for your own memory', on: { change: () => this.#go({ author: this.#author.value.trim() }) } });
     this.#fts5 = el('input', { type: 'checkbox', id: 'memory-fts5', on: { change: () => this.#go({ fts5: this.#fts5.checked }) } });
-    this.#clear = el('button', { type: 'button', on: { click: () => this.#go({ project: '', type: '', kind: '', since: '', fts5: false }) } }, 'Clear filters');
+    this.#clear = el('button', { type: 'button', on: { click: () => this.#go({ project: '', type: '', kind: '', since: '', author: '', fts5: false }) } }, 'Clear filters');
     this.#hint = el('span');
     this.#error = el('p', { class: 'notice error', role: 'alert', hidden: true });
     this.#count = el('p', { class: 'results-count muted', 'aria-live': 'polite' });
@@ -223,6 +228,8 @@ export class MemoryView {
           this.#kind,
           el('label', { for: 'memory-since' }, 'Since'),
           this.#since,
+          el('label', { for: 'memory-author' }, 'From'),
+          this.#author,
           el('span', { class: 'check' }, this.#fts5, el('label', { for: 'memory-fts5', title: 'OR, NOT, "phrases", prefix*, NEAR(…), title:' }, 'FTS5 syntax')),
           this.#clear,
         ),
@@ -272,7 +279,7 @@ export class MemoryView {
     const searching = this.#searchable(s);
     const [answer, projects] = await Promise.all([
       searching
-        ? get('/api/search', { q: s.q, project: s.project, type: s.type, kind: s.kind, since: sinceParam(s.since), syntax: s.fts5 ? 'fts5' : '', limit: this.#limit }, signal)
+        ? get('/api/search', { q: s.q, project: s.project, type: s.type, kind: s.kind, since: sinceParam(s.since), author: s.author, syntax: s.fts5 ? 'fts5' : '', limit: this.#limit }, signal)
         : null,
       get('/api/projects', {}, signal),
     ]);
@@ -392,11 +399,12 @@ export class MemoryView {
     }
     this.#kind.value = s.kind;
     this.#since.value = s.since;
+    this.#author.value = s.author;
     this.#fts5.checked = s.fts5;
     this.#hint.textContent = s.fts5
       ? 'FTS5 syntax: OR, NOT, "phrases", prefix*, NEAR(…), title:word.'
       : 'Every word must appear; the last may be the start of a word.';
-    this.#clear.disabled = !s.project && !s.type && !s.kind && !s.since && !s.fts5;
+    this.#clear.disabled = !s.project && !s.type && !s.kind && !s.since && !s.author && !s.fts5;
     if (this.#searchable(s)) {
       this.#count.textContent = 'Searching…';
       this.root.dataset.state = 'loading';

@@ -52,6 +52,7 @@ export class OverviewView {
   #attention;
   #providerNote;
   #tokens;
+  #team;
 
   constructor(ctx) {
     this.#ctx = ctx;
@@ -68,6 +69,7 @@ export class OverviewView {
     this.#attention = el('p', { class: 'attention', hidden: true });
     this.#providerNote = el('p', { class: 'attention provider-health', role: 'status', hidden: true });
     this.#tokens = el('div', { class: 'tokens' });
+    this.#team = el('p', { class: 'team-link', id: 'team-link', hidden: true });
     this.#rows = el('tbody');
     this.#all = el('a', { href: '#/sessions' });
     this.#table = el(
@@ -94,6 +96,7 @@ export class OverviewView {
       cards,
       this.#providerNote,
       this.#attention,
+      this.#team,
       el('h2', { text: 'Recently active sessions' }),
       this.#recent,
       el('h2', { text: 'Tokens spent by providers' }),
@@ -121,17 +124,19 @@ export class OverviewView {
 
   async load(signal) {
     const due = performance.now() - this.#statsAt >= STATS_EVERY_MS;
-    const [stats, recent] = await Promise.all([
+    const [stats, recent, team] = await Promise.all([
       due || !this.#stats ? get('/api/stats', {}, signal) : null,
       get('/api/sessions', { limit: RECENT }, signal),
+      get('/api/team', {}, signal),
     ]);
     if (stats) this.#statsAt = performance.now();
-    return { stats, recent };
+    return { stats, recent, team };
   }
 
-  render({ stats, recent }) {
+  render({ stats, recent, team }) {
     if (stats) this.#stats = stats;
     this.#showStats();
+    this.#showTeam(team);
     if (recent.total === 0) {
       this.#table.hidden = true;
       this.#empty ??= this.#recent.appendChild(noSessionsYet());
@@ -156,6 +161,19 @@ export class OverviewView {
       this.#statsTimer = null;
       this.#ctx.request();
     }, wait);
+  }
+
+  /** The team link: connected, pushing N, behind by N, or unreachable since when; hidden without [team]. */
+  #showTeam(team) {
+    this.#team.hidden = !team.enabled;
+    if (!team.enabled) return;
+    const link = team.unreachableSince
+      ? `unreachable since ${new Date(team.unreachableSince).toLocaleString()}`
+      : team.connected
+        ? 'connected'
+        : `not connected${team.lastError ? ` (${team.lastError})` : ''}`;
+    this.#team.dataset.state = team.unreachableSince ? 'unreachable' : team.connected ? 'connected' : 'refused';
+    this.#team.textContent = `Team ${team.url}${team.member ? ` as ${team.member}` : ''}: ${link}; pushing ${count(team.pushing)}, behind by ${count(team.behind)}.`;
   }
 
   #showStats() {

@@ -62,6 +62,7 @@ export function sessionRow(item) {
       'td',
       { class: 'session' },
       sessionLink(item),
+      item.author ? el('span', { class: 'author muted', title: 'A teammate\'s session, from the team server', text: ` by ${item.author}` }) : null,
       item.current_prompt ? el('span', { class: 'prompt muted', title: item.current_prompt, text: item.current_prompt }) : null,
     ),
     el('td', { class: 'status' }, badge(item.status)),

@@ -52,6 +52,12 @@ pub enum ConfigError {
     /// A pattern of `exclude_projects` is not a glob.
     #[error("invalid pattern in exclude_projects: {0}")]
     Glob(#[from] globset::Error),
+    /// A pattern of `[team] share` uses what SQLite's GLOB lacks (`{a,b}`, `**`).
+    #[error("invalid pattern {0:?} in [team] share: use *, ? and [abc] only")]
+    SharePattern(String),
+    /// `[team] url` is set without a `key`, or the other way round.
+    #[error("[team] url and key go together: set both or neither")]
+    TeamHalfSet,
 }
 
 /// How hard the commit that acknowledges a message is pushed to disk.
@@ -150,6 +156,67 @@ pub struct Config {
     /// Cap on open connections (further ones wait in the kernel's backlog until one closes); lowered to fit
     /// the open-files limit.
     pub max_connections: usize,
+    /// Team memory: the team server's side (`database_url`, `listen`) and this machine's link to one (`url`,
+    /// `key`, `share`).
+    pub team: TeamConfig,
+}
+
+/// The `[team]` table. Nothing is shared unless `url`, `key` and a matching `share` pattern are set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamConfig {
+    /// The team server this machine pushes to and pulls from (`https://memory.example.com`).
+    pub url: String,
+    /// This member's key, as `memtray team add-member` printed it.
+    pub key: String,
+    /// Projects whose memory is shared (patterns on the project name: `*`, `?`, `[abc]`).
+    pub share: Vec<String>,
+    /// How often the outbox is pushed and teammates' memory pulled.
+    pub sync_ms: u64,
+    /// `memtray serve --team`: the PostgreSQL database of shared memory (`postgres://user:pass@host/db`).
+    pub database_url: String,
+    /// `memtray serve --team`: where the team server listens (put TLS in front: see the README).
+    pub listen: String,
+    /// `memtray serve --team`: connections kept to PostgreSQL.
+    pub pool_size: usize,
+}
+
+impl Default for TeamConfig {
+    fn default() -> Self {
+        TeamConfig {
+            url: String::new(),
+            key: String::new(),
+            share: Vec::new(),
+            sync_ms: 2_000,
+            database_url: String::new(),
+            listen: "127.0.0.1:37780".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+impl TeamConfig {
+    /// True when this machine has a team server to talk to.
+    pub fn linked(&self) -> bool {
+        !self.url.is_empty() && !self.key.is_empty()
+    }
+
+    /// The sync period as a duration (at least 10 ms).
+    pub fn sync_every(&self) -> Duration {
+        Duration::from_millis(self.sync_ms.max(10))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.url.is_empty() != self.key.is_empty() {
+            return Err(ConfigError::TeamHalfSet);
+        }
+        for pattern in &self.share {
+            if pattern.is_empty() || pattern.contains('{') || pattern.contains("**") {
+                return Err(ConfigError::SharePattern(pattern.clone()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The Anthropic Messages API.
@@ -256,6 +323,7 @@ impl Default for Config {
             redact_patterns: Vec::new(),
             header_read_timeout_ms: 10_000,
             max_connections: 4096,
+            team: TeamConfig::default(),
         }
     }
 }
@@ -318,6 +386,7 @@ impl Config {
         let mut config = Self::read_file(&config_file)?;
         config.apply_env(&env)?;
         crate::project::exclusions(&config.exclude_projects)?;
+        config.team.check()?;
         config.context_chars = config.context_chars.min(CONTEXT_CHARS_MAX);
         for pattern in &config.redact_patterns {
             regex::Regex::new(pattern)
@@ -438,6 +507,18 @@ impl Config {
         }
         num(env, "MEMTRAY_HEADER_READ_TIMEOUT_MS", &mut self.header_read_timeout_ms)?;
         num(env, "MEMTRAY_MAX_CONNECTIONS", &mut self.max_connections)?;
+        let text = |name: &str, slot: &mut String| {
+            if let Some(value) = env(name) {
+                *slot = value.trim().to_string();
+            }
+        };
+        text("MEMTRAY_TEAM_URL", &mut self.team.url);
+        text("MEMTRAY_TEAM_KEY", &mut self.team.key);
+        text("MEMTRAY_TEAM_DATABASE_URL", &mut self.team.database_url);
+        text("MEMTRAY_TEAM_LISTEN", &mut self.team.listen);
+        list(env, "MEMTRAY_TEAM_SHARE", &mut self.team.share);
+        num(env, "MEMTRAY_TEAM_SYNC_MS", &mut self.team.sync_ms)?;
+        num(env, "MEMTRAY_TEAM_POOL_SIZE", &mut self.team.pool_size)?;
         Ok(())
     }
 
@@ -509,6 +590,18 @@ mod tests {
         assert!(err.to_string().contains("(unclosed"), "{err}");
         let err = load("", &[("MEMTRAY_REDACT", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("MEMTRAY_REDACT"), "{err}");
+    }
+
+    #[test]
+    fn the_team_table_is_read_and_checked() {
+        let c = load("[team]\nurl = \"http://t\"\nkey = \"k\"\nshare = [\"ledger*\"]\n", &[]).unwrap();
+        assert!(c.team.linked());
+        assert_eq!(c.team.share, ["ledger*"]);
+        let c = load("", &[("MEMTRAY_TEAM_SHARE", "a,b"), ("MEMTRAY_TEAM_DATABASE_URL", "postgres://x")]).unwrap();
+        assert_eq!((c.team.share.len(), c.team.database_url.as_str(), c.team.linked()), (2, "postgres://x", false));
+        assert!(matches!(load("[team]\nurl = \"http://t\"\n", &[]), Err(ConfigError::TeamHalfSet)));
+        let err = load("", &[("MEMTRAY_TEAM_SHARE", "{a,b}")]).unwrap_err();
+        assert!(matches!(err, ConfigError::SharePattern(_)), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The core: owns its components and starts and stops them as one, in a stated order. The store first, then
-//! recovery, the queue actor with its consumers, the status publisher and the retention pruner; stopping
-//! runs the other way: intake refuses new work, consumers hand back what they hold, the publisher and
-//! pruner stop, the store closes. A start that fails half way stops what it had started.
+//! recovery, the queue actor with its consumers, the status publisher, the retention pruner and the team link
+//! (its pusher and puller, when `[team]` is set); stopping
+//! runs the other way: intake refuses new work, consumers hand back what they hold, the publisher, pruner
+//! and team link stop, the store closes. A start that fails half way stops what it had started.
 //!
 //! Surfaces (the HTTP API, the desktop) get narrow handles: [`Intake`], [`Queue`], [`Queries`], the status
 //! watch and the event stream. None of them reaches the store.
@@ -26,6 +27,7 @@ use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::status::{self, Status};
 use crate::store::{Store, StoreError, Writer, calls, messages};
+use crate::team::link;
 
 /// How often processed messages past retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -140,7 +142,7 @@ pub struct Core {
     status: watch::Receiver<Status>,
     /// Cancelled by `stop`: intake refuses new work, the publisher and the pruner end.
     stopping: CancellationToken,
-    /// The publisher and the pruner (the queue tracks its own consumers).
+    /// The publisher, the pruner and the team link's tasks (the queue tracks its own consumers).
     tracker: TaskTracker,
 }
 
@@ -188,6 +190,18 @@ impl Core {
         let scribe =
             Scribe::new(provider, &settings, config.data_dir.clone(), spent_today, events.clone(), trigger.clone());
         let provider_status = scribe.status();
+        // The team link (its tables kept in step with the config even when it is off, so an opted-out
+        // project stops queueing). A store that fails here fails later writes too; the link then stays off.
+        let team =
+            match link::start(&store, &config.team, settings.clock, &tracker, trigger.clone(), stopping.child_token())
+                .await
+            {
+                Ok(team) => team,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start the team link");
+                    tokio::sync::watch::channel(link::LinkState::default()).1
+                }
+            };
         let queue = Queue::start(store.clone(), scribe, settings.clone(), events.clone(), trigger.clone());
         tracker.spawn(publisher.run(
             store.clone(),
@@ -197,13 +211,14 @@ impl Core {
                 consumers: queue.live_consumers_watch(),
                 paused: queue.paused_watch(),
                 provider: provider_status,
+                team: team.clone(),
             },
             stopping.child_token(),
         ));
         tracker.spawn(prune(store.clone(), settings.clone(), stopping.child_token()));
         let intake =
             Intake::new(store.clone(), queue.waker(), events.clone(), trigger, settings.clone(), stopping.clone());
-        let queries = Queries::new(store.clone(), settings, status.clone());
+        let queries = Queries::new(store.clone(), settings, status.clone(), team);
         for session_id in pending_sessions {
             queue.waker().wake(session_id);
         }

@@ -16,7 +16,8 @@
 //!     `local`, the model-backed ones in `memory::llm` over one prompt and one reply parser, `faults`), asked
 //!     through `memory::scribe` (the provider's health, circuit breaker, token budget, `local` fallback).
 //!   - [`queries`]: read-only views for the API and the inspector, search included.
-//!   - [`status`]: the processing status as a `watch` of the latest value; [`events`]: what happened.
+//!   - [`status`]: the processing status (the team link's state included) as a `watch` of the latest value;
+//!     [`events`]: what happened.
 //!   - [`privacy`]: `<private>` removal and, through [`redact`], secret redaction before anything is stored;
 //!     [`project`]: a project name from a folder.
 //! - Surfaces
@@ -27,6 +28,11 @@
 //!   - [`client`]: the async client of a running memtray (requests and the event stream).
 //!   - [`recall`]: memory read back for an agent: the MCP server of `memtray mcp` (`recall::mcp`), a
 //!     project's recent-context text (`recall::context`), and UTC dates as text (`recall::dates`).
+//! - Team memory
+//!   - [`team`]: shared memory of opted-in projects: the team server on PostgreSQL (`team::server`, its
+//!     members and keys in `team::members`), and this machine's side: the outbox filled by triggers
+//!     (`team::outbox`), pulled memory written locally (`team::pull`), the HTTP client (`team::client`) and
+//!     the push and pull tasks with the link state (`team::link`).
 //! - Adapters
 //!   - [`agents::claude_code`]: Claude Code's hook events, transcripts and reconciliation, the hook inbox,
 //!     the `memtray hook` command, and editing Claude Code's settings (hooks, and the MCP server's entry).
@@ -51,5 +57,6 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod team;
 
 pub use crate::core::{Core, CoreError, Settings};

@@ -17,6 +17,7 @@ use crate::store::search::{self, Hit, SearchQuery};
 use crate::store::sessions::{KnownTranscript, ProjectCount, Prompt, Session, SessionListItem, SessionQuery};
 use crate::store::stats::Totals;
 use crate::store::{Store, calls, memories, messages, sessions, stats};
+use crate::team::link::LinkState;
 
 /// How many of a session's messages its detail lists.
 const SESSION_MESSAGES: u32 = 1000;
@@ -52,11 +53,28 @@ pub struct Queries {
     store: Store,
     settings: Arc<Settings>,
     status: watch::Receiver<Status>,
+    /// The team link's latest state; its pusher and puller hold the sender.
+    team: watch::Receiver<LinkState>,
 }
 
 impl Queries {
-    pub(crate) fn new(store: Store, settings: Arc<Settings>, status: watch::Receiver<Status>) -> Queries {
-        Queries { store, settings, status }
+    pub(crate) fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        status: watch::Receiver<Status>,
+        team: watch::Receiver<LinkState>,
+    ) -> Queries {
+        Queries { store, settings, status, team }
+    }
+
+    /// The team link's latest state (`enabled: false` without `[team]`).
+    pub fn team(&self) -> LinkState {
+        self.team.borrow().clone()
+    }
+
+    /// The team link's state as it changes.
+    pub fn team_watch(&self) -> watch::Receiver<LinkState> {
+        self.team.clone()
     }
 
     /// The latest processing status.

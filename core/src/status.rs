@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::memory::scribe::ProviderStatus;
 use crate::store::{Store, stats};
+use crate::team::link::LinkState;
 
 /// How long a change waits for more changes before the status is recomputed.
 const DEBOUNCE: Duration = Duration::from_millis(25);
@@ -46,6 +47,9 @@ pub struct Status {
     pub paused: bool,
     /// The provider: its health (a bad key, an open circuit, the token ceiling) and today's tokens.
     pub provider: ProviderStatus,
+    /// The team link: connected, pushing N, behind by N, unreachable since when (`enabled: false` without
+    /// `[team]`). Boxed: it is most of the status's size, and the status travels in every event.
+    pub team: Box<LinkState>,
 }
 
 /// Marks the status stale; the recompute task does the rest.
@@ -70,6 +74,8 @@ pub(crate) struct Live {
     pub(crate) paused: watch::Receiver<bool>,
     /// The provider's health and today's tokens.
     pub(crate) provider: watch::Receiver<ProviderStatus>,
+    /// The team link's state; its pusher and puller mark the status stale when it changes.
+    pub(crate) team: watch::Receiver<LinkState>,
 }
 
 /// The recompute side: owns the sender of the status watch.
@@ -100,7 +106,7 @@ impl StatusPublisher {
         cancel: CancellationToken,
     ) {
         let StatusPublisher { dirty, tx } = self;
-        let Live { consumers: live, paused, provider } = live;
+        let Live { consumers: live, paused, provider, team } = live;
         let stuck_ms = stuck_after.as_millis() as i64;
         let mut next_stuck_check: Option<tokio::time::Instant> = None;
         loop {
@@ -137,6 +143,7 @@ impl StatusPublisher {
                 total_active_work: queue_depth + live_consumers,
                 paused,
                 provider: provider.borrow().clone(),
+                team: Box::new(team.borrow().clone()),
             };
             // The oldest claim that is not stuck yet turns stuck at claim + threshold: look again then.
             next_stuck_check = totals.oldest_claim.map(|claimed| {

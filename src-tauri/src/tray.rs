@@ -86,6 +86,18 @@ fn status_line(status: &Status, reach: &Reach) -> String {
         line.push_str("; ");
         line.push_str(&trouble);
     }
+    let team = &status.team;
+    if team.enabled {
+        if let Some(since) = team.unreachable_since {
+            line.push_str(&format!("; team unreachable since {}", memtray_core::recall::dates::format_utc(since)));
+        } else if !team.connected {
+            line.push_str("; team not connected");
+        } else if team.pushing + team.behind > 0 {
+            line.push_str(&format!("; team: pushing {}, behind by {}", team.pushing, team.behind));
+        } else {
+            line.push_str("; team connected");
+        }
+    }
     if *reach == Reach::Attached {
         line.push_str(" (memtray serve)");
     }
@@ -366,6 +378,33 @@ mod tests {
             status_line(&idle, &Reach::Unavailable("port 37777 is in use".into())),
             "Not running: port 37777 is in use"
         );
+    }
+
+    #[test]
+    fn the_status_line_says_how_the_team_link_is() {
+        let team = |f: fn(&mut memtray_core::team::link::LinkState)| {
+            status(|s| {
+                s.team.enabled = true;
+                f(&mut s.team);
+            })
+        };
+        assert_eq!(status_line(&team(|t| t.connected = true), &Reach::Embedded), "Idle; team connected");
+        assert_eq!(
+            status_line(
+                &team(|t| {
+                    t.connected = true;
+                    t.pushing = 3;
+                    t.behind = 7;
+                }),
+                &Reach::Embedded
+            ),
+            "Idle; team: pushing 3, behind by 7"
+        );
+        assert_eq!(
+            status_line(&team(|t| t.unreachable_since = Some(1_764_645_600_000)), &Reach::Embedded),
+            format!("Idle; team unreachable since {}", memtray_core::recall::dates::format_utc(1_764_645_600_000))
+        );
+        assert_eq!(status_line(&team(|_| {}), &Reach::Embedded), "Idle; team not connected");
     }
 
     #[test]

@@ -176,3 +176,8 @@ pub(super) async fn summaries(
     let found = queries.summaries(page.project(), limit, offset).await?;
     Ok(Json(json!({ "items": found.items, "total": found.total, "limit": limit, "offset": offset })))
 }
+
+/// `GET /api/team`: the team link's state (connected, pushing, behind, unreachable since).
+pub(super) async fn team(State(queries): State<Queries>) -> Json<crate::team::link::LinkState> {
+    Json(queries.team())
+}

@@ -150,6 +150,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/search", get(search::search))
         .route("/api/context", get(context::context))
         .route("/api/context/inject", get(context::inject))
+        .route("/api/team", get(inspector::team))
         .route("/stream", get(stream::stream))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))

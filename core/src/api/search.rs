@@ -2,8 +2,8 @@
 //!
 //! `q` is read as plain words (`syntax=fts5` passes FTS5's own syntax through); `project`, `type`
 //! (observation type), `kind` (comma-separated: observation, summary, prompt), `since` (ms since the epoch
-//! or an ISO date `YYYY-MM-DD[THH:MM[:SS]Z]`, UTC), `limit` (default 20, at most 100) and `offset` narrow
-//! it. A query with no words or malformed FTS5 syntax answers 400 `invalid_search`.
+//! or an ISO date `YYYY-MM-DD[THH:MM[:SS]Z]`, UTC), `author` (a teammate's name, or `me` for this machine's
+//! own memory), `limit` (default 20, at most 100) and `offset` narrow it. A query with no words or malformed FTS5 syntax answers 400 `invalid_search`.
 
 use axum::Json;
 use axum::extract::State;
@@ -28,6 +28,8 @@ pub(super) struct Params {
     since: Option<String>,
     limit: Option<u32>,
     offset: Option<u32>,
+    /// A teammate's name, or `me` for this machine's own memory.
+    author: Option<String>,
 }
 
 pub(super) async fn search(
@@ -61,6 +63,11 @@ fn to_query(p: Params) -> Result<SearchQuery, ApiError> {
         since,
         limit: p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
         offset: p.offset.unwrap_or(0),
+        author: p
+            .author
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .map(|a| if a == "me" { String::new() } else { a }),
     })
 }
 

@@ -52,8 +52,13 @@ fn build_filtered(conn: &Connection, project: &str, chars: usize, filter: Filter
         let mut observations = memories::latest_observations_of(conn, session.id, OBSERVATIONS_PER_SESSION)?;
         observations.retain(|o| newer(o.created_at));
         let items = summaries.iter().map(summary_text).chain(observations.iter().map(observation_text));
+        // A teammate's session (pulled from the team server) says whose it is.
+        let by = sessions::get(conn, session.id)?
+            .and_then(|s| s.author)
+            .map(|author| format!(", by {author} (a teammate)"))
+            .unwrap_or_default();
         let mut header = Some(format!(
-            "\n## Session {} (last active {})\n",
+            "\n## Session {} (last active {}{by})\n",
             session.agent_session_id,
             format_utc(session.last_activity_at)
         ));
@@ -151,12 +156,14 @@ pub fn prompt_recall(
         since: None,
         limit: 8,
         offset: 0,
+        author: None,
     };
     let mut text = Budget::new(chars);
     let heading = "# memtray: related memory from earlier sessions\n".to_string();
     for hit in search::search(conn, &query)?.into_iter().filter(|h| h.agent_session_id != agent_session_id) {
         let kind = hit.observation_type.as_deref().unwrap_or(hit.kind.as_str());
-        let item = format!("- {} [{kind}] {} (#{})\n", format_utc(hit.created_at), one_line(&hit.title), hit.id);
+        let by = hit.author.as_deref().map(|a| format!(" (by {a})")).unwrap_or_default();
+        let item = format!("- {} [{kind}] {}{by} (#{})\n", format_utc(hit.created_at), one_line(&hit.title), hit.id);
         let lead = if text.is_empty() { heading.clone() } else { String::new() };
         if !text.push(&lead, &item) {
             break;

@@ -84,6 +84,9 @@ pub struct SearchArgs {
     /// How many hits (default 10, at most 100).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only this teammate's memory (shared through the team server), or `me` for this machine's own.
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 /// `timeline`'s arguments.
@@ -150,6 +153,7 @@ impl Recall {
             observation_type: args.observation_type.filter(|t| !t.is_empty()),
             kinds,
             limit: args.limit.unwrap_or(SEARCH_LIMIT),
+            author: args.author.filter(|a| !a.is_empty()).map(|a| if a == "me" { String::new() } else { a }),
             ..Default::default()
         };
         let hits = match self.reader.read(move |c| search::search(c, &query)).await {
@@ -163,13 +167,14 @@ impl Recall {
         for h in &hits {
             let _ = writeln!(
                 out,
-                "{} #{} | {} | {} | {} | {}",
+                "{} #{} | {} | {} | {} | {}{}",
                 h.kind.as_str(),
                 h.id,
                 dates::format_utc(h.created_at),
                 h.observation_type.as_deref().unwrap_or("-"),
                 h.project,
-                h.title.split_whitespace().collect::<Vec<_>>().join(" ")
+                h.title.split_whitespace().collect::<Vec<_>>().join(" "),
+                h.author.as_deref().map(|a| format!(" (by {a}, a teammate)")).unwrap_or_default()
             );
         }
         out.push_str("Full observation records: get_observations with their ids; around one: timeline.");

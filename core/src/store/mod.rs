@@ -330,6 +330,12 @@ impl Store {
     }
 }
 
+/// Migrates an in-memory database of another module's unit tests.
+#[cfg(test)]
+pub(crate) fn migrate_for_tests(conn: &mut Connection) {
+    schema::migrate(conn).expect("the schema migrates");
+}
+
 /// Opens the database for a short-lived writer outside the server (`memtray hook`): creates and migrates it if
 /// needed. Safe beside a running server: SQLite's locks and the busy timeout order the writers.
 pub fn open_direct(config: &Config, busy_timeout: Duration) -> Result<Connection> {

@@ -280,6 +280,56 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO observations_fts (observations_fts) VALUES ('rebuild');
     INSERT INTO summaries_fts (summaries_fts) VALUES ('rebuild');
     "#,
+    // 6: team memory. A session pulled from the team server carries its author (NULL: this machine's own)
+    // and each pulled row its origin (machine, id there), unique, so a pull applied twice adds nothing.
+    // `team_share` holds the shared-project patterns (GLOB), kept in step with the config at start; the
+    // outbox triggers queue a new observation or summary of this machine's own session in a shared project,
+    // inside the transaction that writes it. `team_state` keeps this machine's id; `team_cursors` how far
+    // each project was pulled.
+    r#"
+    ALTER TABLE sessions ADD COLUMN author TEXT;
+    ALTER TABLE observations ADD COLUMN origin_machine TEXT;
+    ALTER TABLE observations ADD COLUMN origin_id INTEGER;
+    ALTER TABLE summaries ADD COLUMN origin_machine TEXT;
+    ALTER TABLE summaries ADD COLUMN origin_id INTEGER;
+    CREATE UNIQUE INDEX observations_origin ON observations (origin_machine, origin_id)
+        WHERE origin_machine IS NOT NULL;
+    CREATE UNIQUE INDEX summaries_origin ON summaries (origin_machine, origin_id) WHERE origin_machine IS NOT NULL;
+    CREATE INDEX sessions_author ON sessions (author) WHERE author IS NOT NULL;
+
+    CREATE TABLE team_share (pattern TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE team_outbox (
+        id        INTEGER PRIMARY KEY,
+        kind      TEXT    NOT NULL CHECK (kind IN ('observation', 'summary')),
+        local_id  INTEGER NOT NULL,
+        queued_at INTEGER NOT NULL,
+        UNIQUE (kind, local_id)
+    );
+    CREATE TABLE team_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE team_cursors (project TEXT PRIMARY KEY, after INTEGER NOT NULL) WITHOUT ROWID;
+
+    CREATE TRIGGER team_outbox_observation AFTER INSERT ON observations
+        WHEN new.origin_machine IS NULL AND EXISTS (
+            SELECT 1 FROM sessions s, team_share t
+            WHERE s.id = new.session_id AND s.author IS NULL AND s.project GLOB t.pattern)
+    BEGIN
+        INSERT OR IGNORE INTO team_outbox (kind, local_id, queued_at) VALUES ('observation', new.id, new.created_at);
+    END;
+    CREATE TRIGGER team_outbox_summary AFTER INSERT ON summaries
+        WHEN new.origin_machine IS NULL AND EXISTS (
+            SELECT 1 FROM sessions s, team_share t
+            WHERE s.id = new.session_id AND s.author IS NULL AND s.project GLOB t.pattern)
+    BEGIN
+        INSERT OR IGNORE INTO team_outbox (kind, local_id, queued_at) VALUES ('summary', new.id, new.created_at);
+    END;
+    -- Memory deleted before it was pushed (its session deleted) is not pushed.
+    CREATE TRIGGER team_outbox_observation_gone AFTER DELETE ON observations BEGIN
+        DELETE FROM team_outbox WHERE kind = 'observation' AND local_id = old.id;
+    END;
+    CREATE TRIGGER team_outbox_summary_gone AFTER DELETE ON summaries BEGIN
+        DELETE FROM team_outbox WHERE kind = 'summary' AND local_id = old.id;
+    END;
+    "#,
 ];
 
 /// The schema version this code writes.

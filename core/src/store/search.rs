@@ -54,35 +54,39 @@ impl Kind {
     }
 
     /// The part of the search that reads this kind's index. `?1` is the match expression; `?2` project,
-    /// `?3` observation type, `?4` earliest `created_at` (each NULL for "any").
+    /// `?3` observation type, `?4` earliest `created_at`, `?7` author (`''` for this machine's own; each NULL
+    /// for "any").
     fn sql(self) -> &'static str {
         match self {
             Kind::Observation => {
                 "SELECT 'observation', o.id, o.session_id, s.agent_session_id, s.project, o.created_at, o.title,
                         o.type, NULL,
-                        bm25(observations_fts, 2.0, 1.0)
+                        bm25(observations_fts, 2.0, 1.0), s.author
                  FROM observations_fts JOIN observations o ON o.id = observations_fts.rowid
                       JOIN sessions s ON s.id = o.session_id
                  WHERE observations_fts MATCH ?1 AND (?2 IS NULL OR s.project = ?2)
-                       AND (?3 IS NULL OR o.type = ?3) AND (?4 IS NULL OR o.created_at >= ?4)"
+                       AND (?3 IS NULL OR o.type = ?3) AND (?4 IS NULL OR o.created_at >= ?4)
+                       AND (?7 IS NULL OR coalesce(s.author, '') = ?7)"
             }
             Kind::Summary => {
                 "SELECT 'summary', m.id, m.session_id, s.agent_session_id, s.project, m.created_at, m.request,
                         NULL, NULL,
-                        bm25(summaries_fts, 2.0, 1.0)
+                        bm25(summaries_fts, 2.0, 1.0), s.author
                  FROM summaries_fts JOIN summaries m ON m.id = summaries_fts.rowid
                       JOIN sessions s ON s.id = m.session_id
                  WHERE summaries_fts MATCH ?1 AND (?2 IS NULL OR s.project = ?2) AND ?3 IS NULL
-                       AND (?4 IS NULL OR m.created_at >= ?4)"
+                       AND (?4 IS NULL OR m.created_at >= ?4)
+                       AND (?7 IS NULL OR coalesce(s.author, '') = ?7)"
             }
             Kind::Prompt => {
                 "SELECT 'prompt', p.id, p.session_id, s.agent_session_id, s.project, p.created_at, p.text,
                         NULL, NULL,
-                        bm25(prompts_fts, 2.0, 1.0)
+                        bm25(prompts_fts, 2.0, 1.0), s.author
                  FROM prompts_fts JOIN user_prompts p ON p.id = prompts_fts.rowid
                       JOIN sessions s ON s.id = p.session_id
                  WHERE prompts_fts MATCH ?1 AND (?2 IS NULL OR s.project = ?2) AND ?3 IS NULL
-                       AND (?4 IS NULL OR p.created_at >= ?4)"
+                       AND (?4 IS NULL OR p.created_at >= ?4)
+                       AND (?7 IS NULL OR coalesce(s.author, '') = ?7)"
             }
         }
     }
@@ -139,6 +143,8 @@ pub struct SearchQuery {
     pub limit: u32,
     /// Skip this many of the ranked hits first.
     pub offset: u32,
+    /// Only this teammate's memory (pulled from the team server); `Some("")` for this machine's own.
+    pub author: Option<String>,
 }
 
 /// One search result.
@@ -167,6 +173,9 @@ pub struct Hit {
     pub snippet: String,
     /// bm25 relevance: lower is better. Each kind's score comes from its own index's statistics.
     pub score: f64,
+    /// The teammate it comes from (pulled from the team server); `None` for this machine's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// The FTS5 match expression for `query`, or why there is none.
@@ -210,13 +219,14 @@ pub fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Hit>> {
     let union: Vec<&str> = kinds.iter().map(|k| k.sql()).collect();
     let sql = format!("{} ORDER BY 10, 6 DESC, 2 DESC LIMIT ?5 OFFSET ?6", union.join("\nUNION ALL\n"));
     let limit = query.limit.clamp(1, MAX_LIMIT);
-    let params: [Value; 6] = [
+    let params: [Value; 7] = [
         expr.into(),
         query.project.clone().into(),
         query.observation_type.clone().into(),
         query.since.into(),
         i64::from(limit).into(),
         i64::from(query.offset).into(),
+        query.author.clone().into(),
     ];
     let run = || -> rusqlite::Result<Vec<Hit>> {
         if query.syntax == Syntax::Fts5 {
@@ -259,6 +269,7 @@ fn hit_from_row(r: &Row<'_>) -> rusqlite::Result<Hit> {
         observation_type: r.get(7)?,
         snippet: String::new(),
         score: r.get(9)?,
+        author: r.get(10)?,
     })
 }
 
@@ -539,8 +550,14 @@ mod tests {
     fn migrating_indexes_the_rows_already_there() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        crate::store::schema::migrate_to(&mut conn, crate::store::SCHEMA_VERSION - 1).unwrap();
-        let s = session(&conn, "a", "ledger");
+        // Version 3 is the last without the indexes; its rows are written in its own columns.
+        crate::store::schema::migrate_to(&mut conn, 3).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (agent_session_id, project, started_at, last_activity_at) VALUES ('a', 'ledger', 1, 1)",
+            [],
+        )
+        .unwrap();
+        let s = conn.last_insert_rowid();
         conn.execute(
             "INSERT INTO observations (session_id, prompt_number, tool_name, type, title, facts, created_at)
              VALUES (?1, 1, 'Read', 'discovery', 'old otter memory', '[\"whiskers\"]', 1)",
@@ -554,7 +571,11 @@ mod tests {
             params![s, summary.request],
         )
         .unwrap();
-        sessions::record_prompt(&conn, s, Some("otter prompt"), None, 1).unwrap();
+        conn.execute(
+            "INSERT INTO user_prompts (session_id, prompt_number, text, created_at) VALUES (?1, 1, 'otter prompt', 1)",
+            [s],
+        )
+        .unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
         assert_eq!(search(&conn, &query("otter")).unwrap().len(), 3);
         assert_eq!(search(&conn, &query("whiskers")).unwrap().len(), 1);

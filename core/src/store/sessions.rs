@@ -31,10 +31,13 @@ pub struct Session {
     pub prompt_private: bool,
     /// The last event seen.
     pub last_activity_at: i64,
+    /// The teammate whose session this is (pulled from the team server); `None` for this machine's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 const SESSION_COLUMNS: &str = "id, agent_session_id, project, status, started_at, ended_at, prompt_counter, \
-     current_prompt, prompt_private, last_activity_at";
+     current_prompt, prompt_private, last_activity_at, author";
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -48,6 +51,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         current_prompt: r.get(7)?,
         prompt_private: r.get(8)?,
         last_activity_at: r.get(9)?,
+        author: r.get(10)?,
     })
 }
 
@@ -401,10 +405,10 @@ pub fn list(conn: &Connection, q: &SessionQuery) -> Result<(Vec<SessionListItem>
             Ok(SessionListItem {
                 session: session_from_row(r)?,
                 queue: QueueCounts {
-                    pending: r.get(10)?,
-                    processing: r.get(11)?,
-                    processed: r.get(12)?,
-                    failed: r.get(13)?,
+                    pending: r.get(11)?,
+                    processing: r.get(12)?,
+                    processed: r.get(13)?,
+                    failed: r.get(14)?,
                 },
             })
         })?
