@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::postgres::{Postgres, TeamServer};
+use support::postgres::{self, Machine, Postgres, TeamServer};
 use support::{TestServer, wait_for};
 
 const MACHINES: usize = 10;
@@ -64,30 +64,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz
 }
 
-/// A local memtray with its own home folder, removed with it.
-struct Machine {
-    server: TestServer,
-    _home: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Machine {
-    type Target = TestServer;
-    fn deref(&self) -> &TestServer {
-        &self.server
-    }
-}
-
 fn machine(team: &TeamServer, key: &str, share: &str) -> Machine {
-    let home = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&[
-        ("HOME", home.path().to_str().unwrap()),
-        ("MEMTRAY_TEAM_URL", &team.url()),
-        ("MEMTRAY_TEAM_KEY", key),
-        ("MEMTRAY_TEAM_SHARE", share),
-        ("MEMTRAY_TEAM_SYNC_MS", SYNC_MS),
-        ("MEMTRAY_DURABILITY", "normal"),
-    ]);
-    Machine { server, _home: home }
+    postgres::machine(team, key, share, SYNC_MS, &[("MEMTRAY_DURABILITY", "normal")])
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

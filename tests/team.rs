@@ -9,36 +9,14 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::postgres::{Postgres, TeamServer};
+use support::postgres::{self, Machine, Postgres, TeamServer};
 use support::{TestServer, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A local memtray linked to `team` with `key`, sharing `share`.
-/// A local memtray with its own home folder, removed with it.
-struct Machine {
-    server: TestServer,
-    _home: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Machine {
-    type Target = TestServer;
-    fn deref(&self) -> &TestServer {
-        &self.server
-    }
-}
-
 fn machine(team: &TeamServer, key: &str, share: &str) -> Machine {
-    let home = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&[
-        ("HOME", home.path().to_str().unwrap()),
-        ("MEMTRAY_TEAM_URL", &team.url()),
-        ("MEMTRAY_TEAM_KEY", key),
-        ("MEMTRAY_TEAM_SHARE", share),
-        ("MEMTRAY_TEAM_SYNC_MS", "50"),
-        ("MEMTRAY_LINGER_MS", "200"),
-    ]);
-    Machine { server, _home: home }
+    postgres::machine(team, key, share, "50", &[("MEMTRAY_LINGER_MS", "200")])
 }
 
 /// A session in `project` with `tools` Bash tool uses mentioning `word`, then its summary.

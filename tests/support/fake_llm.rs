@@ -52,10 +52,8 @@ pub struct Received {
 impl Received {
     /// The user material (the prompt memtray built).
     pub fn material(&self) -> String {
-        let user = match self.protocol {
-            "anthropic" => self.json["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")),
-            _ => self.json["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")),
-        };
+        // Both protocols: the last user message (OpenAI's system prompt is a message of its own).
+        let user = self.json["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user"));
         let Some(content) = user.map(|m| &m["content"]) else { return String::new() };
         // A string, or (as Claude Code sends it) a list of content blocks.
         match content.as_str() {

@@ -1,7 +1,7 @@
 //! A throwaway PostgreSQL cluster from Debian's `postgresql` package (`initdb` and `pg_ctl` in
 //! /usr/lib/postgresql/<version>/bin) in a temp folder on a free loopback port, removed on drop; and the
-//! team server (`memtray serve --team`) as a child process against it. PostgreSQL refuses to run as root,
-//! so under root the cluster runs as the `postgres` user.
+//! team server (`memtray serve --team`) as a child process against it, and local memtrays linked to it
+//! ([`machine`]). PostgreSQL refuses to run as root, so under root the cluster runs as the `postgres` user.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -198,4 +198,34 @@ impl Drop for TeamServer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A local memtray with its own home folder, removed with it.
+pub struct Machine {
+    pub server: super::TestServer,
+    _home: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Machine {
+    type Target = super::TestServer;
+    fn deref(&self) -> &super::TestServer {
+        &self.server
+    }
+}
+
+/// A local memtray linked to `team` with `key`, sharing `share`, syncing every `sync_ms`, with `extra`
+/// environment.
+pub fn machine(team: &TeamServer, key: &str, share: &str, sync_ms: &str, extra: &[(&str, &str)]) -> Machine {
+    let home = tempfile::tempdir().unwrap();
+    let url = team.url();
+    let mut env = vec![
+        ("HOME", home.path().to_str().unwrap()),
+        ("MEMTRAY_TEAM_URL", url.as_str()),
+        ("MEMTRAY_TEAM_KEY", key),
+        ("MEMTRAY_TEAM_SHARE", share),
+        ("MEMTRAY_TEAM_SYNC_MS", sync_ms),
+    ];
+    env.extend_from_slice(extra);
+    let server = super::TestServer::start(&env);
+    Machine { server, _home: home }
 }

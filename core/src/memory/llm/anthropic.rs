@@ -32,7 +32,7 @@ impl Anthropic {
     /// From the `[anthropic]` table.
     pub fn from_config(config: &Config) -> Result<Anthropic, ProviderConfigError> {
         let settings = config.anthropic.clone();
-        let endpoint = endpoint(&settings.base_url, "/v1/messages")?;
+        let endpoint = http::endpoint(NAME, &settings.base_url, "/v1/messages")?;
         if settings.model.trim().is_empty() {
             return Err(ProviderConfigError::Invalid { provider: NAME, reason: "anthropic.model is empty".into() });
         }
@@ -83,19 +83,6 @@ impl Anthropic {
         }
         let message = "the event stream ended before message_stop".to_string();
         Err(ProviderError::Retry(Box::new(http::HttpFailure { provider: NAME, message })))
-    }
-}
-
-/// `base` + `path`, checked to be an http(s) URL.
-pub(super) fn endpoint(base: &str, path: &str) -> Result<String, ProviderConfigError> {
-    let base = base.trim().trim_end_matches('/');
-    let url = format!("{base}{path}");
-    match reqwest::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(url),
-        _ => Err(ProviderConfigError::Invalid {
-            provider: NAME,
-            reason: format!("base_url {base:?} is not an http(s) URL"),
-        }),
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::memory::provider::ProviderError;
+use crate::memory::provider::{ProviderConfigError, ProviderError};
 
 /// The longest wait a `retry-after` is taken at.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
@@ -32,6 +32,16 @@ pub(super) fn client() -> reqwest::Client {
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .expect("a client without custom TLS settings always builds")
+}
+
+/// `base` + `path`, checked to be an http(s) URL.
+pub(super) fn endpoint(provider: &'static str, base: &str, path: &str) -> Result<String, ProviderConfigError> {
+    let base = base.trim().trim_end_matches('/');
+    let url = format!("{base}{path}");
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(url),
+        _ => Err(ProviderConfigError::Invalid { provider, reason: format!("base_url {base:?} is not an http(s) URL") }),
+    }
 }
 
 /// A request that did not get an answer (connection refused or dropped, a body cut short).
@@ -58,11 +68,7 @@ pub(super) fn status(provider: &'static str, status: StatusCode, headers: &Heade
     let failure = Box::new(HttpFailure { provider, message });
     let overloaded = detail.as_ref().is_some_and(|(kind, _)| kind.contains("overloaded"));
     match status.as_u16() {
-        429 | 503 | 529 => match retry_after(headers) {
-            Some(after) => ProviderError::RetryAfter { after, source: failure },
-            None => ProviderError::Retry(failure),
-        },
-        _ if overloaded => match retry_after(headers) {
+        code if overloaded || matches!(code, 429 | 503 | 529) => match retry_after(headers) {
             Some(after) => ProviderError::RetryAfter { after, source: failure },
             None => ProviderError::Retry(failure),
         },

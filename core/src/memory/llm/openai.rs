@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 
-use super::anthropic::endpoint;
 use super::{Completion, Request, Transport, http};
 use crate::config::{Config, OpenAiConfig};
 use crate::memory::provider::{ProviderConfigError, ProviderError, Usage};
@@ -23,10 +22,7 @@ impl OpenAi {
     /// From the `[openai]` table.
     pub fn from_config(config: &Config) -> Result<OpenAi, ProviderConfigError> {
         let settings = config.openai.clone();
-        let endpoint = endpoint(&settings.base_url, "/chat/completions").map_err(|_| ProviderConfigError::Invalid {
-            provider: NAME,
-            reason: format!("base_url {:?} is not an http(s) URL", settings.base_url),
-        })?;
+        let endpoint = http::endpoint(NAME, &settings.base_url, "/chat/completions")?;
         if settings.model.trim().is_empty() {
             let reason = "openai.model is empty (the model to ask, e.g. \"llama3.2\" for Ollama)".to_string();
             return Err(ProviderConfigError::Invalid { provider: NAME, reason });
